@@ -1,0 +1,39 @@
+//! Fixed window: `limit` per window of one period. Windows start at
+//! multiples of the period since the epoch, shifted by `offset` (zero when
+//! clock-aligned, a per-key hash when staggered).
+
+use super::{Commit, Decision, Input, State};
+use crate::quota::Quota;
+use crate::time::Nanos;
+
+pub(super) fn check(quota: &Quota, state: &State, input: Input, offset: Nanos) -> (Decision, Option<Commit>) {
+    let p = quota.period_nanos().as_u64().max(1);
+    let now = input.now.as_u64();
+    let offset = offset.as_u64() % p;
+    // Phase of `now` inside its window; computed without going below zero.
+    let phase = (now % p + p - offset) % p;
+    let end = now - phase + p;
+    let start = now - phase;
+    let count = match state {
+        State::Window { start: s, count } if s.as_u64() == start => *count,
+        _ => 0,
+    };
+    let limit = quota.limit();
+    let until_end = Nanos::new(end - now);
+    let cost = input.cost;
+    if count.saturating_add(cost) <= limit {
+        let counted = count + cost;
+        let reset = if counted == 0 { Nanos::ZERO } else { until_end };
+        let decision = Decision::allow(limit, limit - counted, reset);
+        let commit = (cost > 0).then(|| {
+            Commit::Replace(State::Window {
+                start: Nanos::new(start),
+                count: counted,
+            })
+        });
+        (decision, commit)
+    } else {
+        let retry = (cost <= limit).then_some(until_end);
+        (Decision::deny(limit, limit.saturating_sub(count), until_end, retry), None)
+    }
+}

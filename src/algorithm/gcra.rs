@@ -1,0 +1,32 @@
+//! GCRA, virtual-scheduling form: the state is the theoretical arrival time
+//! (TAT) of the next request. With interval `T = period / limit` and
+//! capacity `D = burst × T`, a request of cost `c` is admitted when
+//! `max(TAT, now) + c·T − now ≤ D`.
+
+use super::{mul, Commit, Decision, Input, State};
+use crate::quota::Quota;
+use crate::time::Nanos;
+
+pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
+    let t = quota.emission_interval().as_u64().max(1);
+    let capacity = mul(quota.burst(), t);
+    let now = input.now.as_u64();
+    let stored = match state {
+        State::Gcra { tat } => tat.as_u64(),
+        _ => 0,
+    };
+    let tat = stored.max(now);
+    let increment = mul(input.cost, t);
+    let new_tat = tat.saturating_add(increment);
+    let limit = quota.limit();
+    if new_tat - now <= capacity {
+        let remaining = (capacity - (new_tat - now)) / t;
+        let decision = Decision::allow(limit, remaining, Nanos::new(new_tat - now));
+        let commit = (input.cost > 0).then(|| Commit::Replace(State::Gcra { tat: Nanos::new(new_tat) }));
+        (decision, commit)
+    } else {
+        let remaining = capacity.saturating_sub(tat - now) / t;
+        let retry = (increment <= capacity).then(|| Nanos::new(new_tat - capacity - now));
+        (Decision::deny(limit, remaining, Nanos::new(tat - now), retry), None)
+    }
+}

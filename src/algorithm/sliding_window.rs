@@ -1,0 +1,68 @@
+//! Sliding window counter: the previous aligned window's count, weighted by
+//! the share of it the sliding window still covers (rounded down), plus the
+//! current window's count, must stay within `limit`.
+
+use super::{mul_div, Commit, Decision, Input, State};
+use crate::quota::Quota;
+use crate::time::Nanos;
+
+/// The smallest offset `e` into a window at which
+/// `floor(count × (p − e) / p) ≤ allowed`.
+fn first_offset_within(count: u64, p: u64, allowed: u64) -> u64 {
+    if count <= allowed {
+        return 0;
+    }
+    let numerator = u128::from(allowed + 1) * u128::from(p) - 1;
+    let span = numerator / u128::from(count);
+    // `count > allowed` makes `span < p`.
+    p - u64::try_from(span).unwrap_or(p)
+}
+
+pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
+    let p = quota.period_nanos().as_u64().max(1);
+    let now = input.now.as_u64();
+    let start = now - now % p;
+    let elapsed = now - start;
+    let (prev, curr) = match state {
+        State::Sliding { start: s, prev, curr } if s.as_u64() == start => (*prev, *curr),
+        State::Sliding { start: s, curr, .. } if s.as_u64().saturating_add(p) == start => (*curr, 0),
+        _ => (0, 0),
+    };
+    let weighted = mul_div(prev, p - elapsed, p);
+    let used = weighted.saturating_add(curr);
+    let limit = quota.limit();
+    let cost = input.cost;
+    // Time until nothing counts any more, given the counts.
+    let reset = |prev: u64, curr: u64| -> Nanos {
+        if curr > 0 {
+            Nanos::new(start + p + first_offset_within(curr, p, 0) - now)
+        } else if mul_div(prev, p - elapsed, p) > 0 {
+            Nanos::new(start + first_offset_within(prev, p, 0) - now)
+        } else {
+            Nanos::ZERO
+        }
+    };
+    if used.saturating_add(cost) <= limit {
+        let counted = curr + cost;
+        let decision = Decision::allow(limit, limit - used - cost, reset(prev, counted));
+        let commit = (cost > 0).then(|| {
+            Commit::Replace(State::Sliding {
+                start: Nanos::new(start),
+                prev,
+                curr: counted,
+            })
+        });
+        (decision, commit)
+    } else {
+        let retry = if cost > limit {
+            None
+        } else if curr + cost <= limit {
+            let at = start + first_offset_within(prev, p, limit - curr - cost);
+            Some(Nanos::new(at - now))
+        } else {
+            let at = start + p + first_offset_within(curr, p, limit - cost);
+            Some(Nanos::new(at - now))
+        };
+        (Decision::deny(limit, limit.saturating_sub(used), reset(prev, curr), retry), None)
+    }
+}

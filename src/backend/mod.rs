@@ -1,0 +1,135 @@
+//! Where counters live: the [`Backend`] trait and its implementations.
+//!
+//! A backend checks a whole [`LimitSet`] in one call, all-or-nothing: if any
+//! enforcing limit denies, nothing is consumed. The in-memory backend
+//! answers synchronously ([`Acquire::Ready`]) so the layer never boxes or
+//! awaits on that path; a networked backend returns its future
+//! ([`Acquire::Pending`]).
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use smallvec::SmallVec;
+
+pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
+
+use crate::algorithm::Decision;
+use crate::policy::LimitSet;
+
+/// The answer for a whole [`LimitSet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    decisions: SmallVec<[Decision; 2]>,
+    allowed: bool,
+}
+
+impl Outcome {
+    /// An outcome from one decision per limit, in the set's order, and
+    /// whether the set as a whole passed.
+    pub fn new(decisions: SmallVec<[Decision; 2]>, allowed: bool) -> Self {
+        Outcome { decisions, allowed }
+    }
+
+    /// Whether the request may pass (every enforcing limit allowed it).
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// One decision per limit, in the order of the set.
+    pub fn decisions(&self) -> &[Decision] {
+        &self.decisions
+    }
+}
+
+/// Why a backend could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The backend did not answer within its timeout.
+    #[error("rate-limit backend timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The backend is unreachable or failed.
+    #[error("rate-limit backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+pin_project! {
+    /// A backend's answer: ready now (memory), or a future (network).
+    ///
+    /// It is itself a future, so `limiter.check(..).await` works with any
+    /// backend, while the layer matches on it to skip polling when ready.
+    #[project = AcquireProj]
+    pub enum Acquire<F> {
+        /// Answered synchronously.
+        Ready {
+            /// The answer (taken when polled).
+            result: Option<Result<Outcome, BackendError>>,
+        },
+        /// Still to be awaited.
+        Pending {
+            /// The backend's future.
+            #[pin]
+            future: F,
+        },
+    }
+}
+
+impl<F> Acquire<F> {
+    /// A ready answer.
+    pub fn ready(result: Result<Outcome, BackendError>) -> Self {
+        Acquire::Ready {
+            result: Some(result),
+        }
+    }
+
+    /// A pending answer.
+    pub fn pending(future: F) -> Self {
+        Acquire::Pending { future }
+    }
+}
+
+impl<F> Future for Acquire<F>
+where
+    F: Future<Output = Result<Outcome, BackendError>>,
+{
+    type Output = Result<Outcome, BackendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AcquireProj::Ready { result } => match result.take() {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Ready(Err(BackendError::Unavailable(
+                    "answer already taken".into(),
+                ))),
+            },
+            AcquireProj::Pending { future } => future.poll(cx),
+        }
+    }
+}
+
+/// Stores rate-limit state and checks [`LimitSet`]s against it.
+///
+/// Contract, checked by the conformance table in `tests/conformance.rs`:
+/// decisions are those of [`Algorithm::check`](crate::Algorithm::check) on
+/// the backend's own clock; a set is all-or-nothing; `peek` consumes
+/// nothing; `reset` forgets the set's keys.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// The future of a networked answer ([`std::future::Ready`] for
+    /// backends that always answer synchronously).
+    type Future: Future<Output = Result<Outcome, BackendError>> + Send + 'static;
+
+    /// Checks and, if every enforcing limit allows, counts the request.
+    fn acquire(&self, set: &LimitSet) -> Acquire<Self::Future>;
+
+    /// The decisions `acquire` would give, without counting anything;
+    /// `remaining` is what is available now.
+    fn peek(&self, set: &LimitSet) -> Acquire<Self::Future>;
+
+    /// Forgets the state of the set's keys (they get their full quota) and
+    /// returns the fresh decisions.
+    fn reset(&self, set: &LimitSet) -> Acquire<Self::Future>;
+}

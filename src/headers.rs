@@ -1,0 +1,341 @@
+//! Decisions → rate-limit response headers.
+//!
+//! - legacy `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`
+//!   (delay seconds by default, epoch seconds with [`ResetFormat::EpochSeconds`]),
+//!   speaking for the limit closest to denying;
+//! - IETF `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers
+//!   -08 … -11), one item per policy;
+//! - on a 429: `Retry-After` (delay seconds, rounded up), `Cache-Control: no-store`.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER};
+use http::HeaderMap;
+
+use crate::algorithm::Decision;
+use crate::policy::Policy;
+use crate::time::Nanos;
+
+/// `X-RateLimit-Limit`.
+pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset`.
+pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// `RateLimit` (IETF draft -07 and later).
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// `RateLimit-Policy` (IETF draft -04 and later).
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit-Limit` (IETF drafts -00 … -06).
+pub static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+/// `RateLimit-Remaining` (IETF drafts -00 … -06).
+pub static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+/// `RateLimit-Reset` (IETF drafts -00 … -06).
+pub static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// Which rate-limit headers responses carry.
+///
+/// ```
+/// use tollgate::{HeaderStyle, Quota, RateLimitLayer};
+///
+/// let layer = RateLimitLayer::builder()
+///     .quota(Quota::per_minute(60))
+///     .headers(HeaderStyle::Ietf)
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// `X-RateLimit-*` and IETF `RateLimit` / `RateLimit-Policy` (default).
+    #[default]
+    Both,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset` only.
+    Legacy,
+    /// IETF `RateLimit` / `RateLimit-Policy` (drafts -08 … -11) only.
+    Ietf,
+    /// IETF draft-6 form: `RateLimit-Limit`, `RateLimit-Remaining`,
+    /// `RateLimit-Reset` and `RateLimit-Policy: 100;w=60` (migration aid).
+    Draft6,
+    /// IETF draft-7 form: `RateLimit: limit=100, remaining=42, reset=17` and
+    /// `RateLimit-Policy: 100;w=60` (migration aid).
+    Draft7,
+    /// No rate-limit headers (a 429 still carries `Retry-After`).
+    None,
+}
+
+/// How `X-RateLimit-Reset` is written. IETF headers always use delay
+/// seconds, as the draft requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ResetFormat {
+    /// Seconds until the quota is fully back, rounded up (default; as
+    /// express-rate-limit).
+    #[default]
+    DelaySeconds,
+    /// The Unix time in seconds at which the quota is fully back, rounded up
+    /// (as GitHub's API). Read from the wall clock when the header is
+    /// written; decisions never use it.
+    EpochSeconds,
+}
+
+/// Header settings, fixed at `build()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HeaderConfig {
+    pub(crate) style: HeaderStyle,
+    pub(crate) reset: ResetFormat,
+}
+
+/// The decision that speaks for `X-RateLimit-*`: on a denial the denying
+/// limit with the longest wait; otherwise the one with the fewest remaining
+/// (ties: the later reset).
+pub(crate) fn speaking<'a>(items: &[(&'a Policy, &'a Decision)]) -> Option<(&'a Policy, &'a Decision)> {
+    let denied = items.iter().any(|(_, d)| !d.allowed);
+    items
+        .iter()
+        .filter(|(_, d)| !denied || !d.allowed)
+        .copied()
+        .max_by(|(_, a), (_, b)| {
+            if denied {
+                // `None` (never admissible) waits longest.
+                let wait = |d: &Decision| d.retry_after.unwrap_or(Nanos::MAX);
+                wait(a).cmp(&wait(b))
+            } else {
+                b.remaining
+                    .cmp(&a.remaining)
+                    .then(a.reset_after.cmp(&b.reset_after))
+            }
+        })
+}
+
+/// Writes the headers of `style` for `items` into `headers`. `denied` says
+/// the response is a 429 (remaining is then written as 0 for the denying
+/// limits, and `Retry-After` and `Cache-Control` are added).
+pub(crate) fn write(headers: &mut HeaderMap, config: HeaderConfig, items: &[(&Policy, &Decision)], denied: bool) {
+    let Some((policy, decision)) = speaking(items) else {
+        return;
+    };
+    let remaining = |d: &Decision| if d.allowed { d.remaining } else { 0 };
+    match config.style {
+        HeaderStyle::Both | HeaderStyle::Legacy => {
+            headers.insert(X_RATELIMIT_LIMIT.clone(), policy.limit_header_value().clone());
+            headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining(decision)));
+            let reset = decision.reset_after.as_secs_ceil();
+            let reset = match config.reset {
+                ResetFormat::DelaySeconds => reset,
+                ResetFormat::EpochSeconds => epoch_secs_ceil(decision.reset_after),
+            };
+            headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(reset));
+        }
+        _ => {}
+    }
+    match config.style {
+        HeaderStyle::Both | HeaderStyle::Ietf => {
+            let policy_value = if items.len() == 1 {
+                HeaderValue::from_str(policy.ietf_item())
+            } else {
+                HeaderValue::from_str(&join(items.iter().map(|(p, _)| p.ietf_item())))
+            };
+            if let Ok(v) = policy_value {
+                headers.insert(RATELIMIT_POLICY.clone(), v);
+            }
+            let mut value = String::with_capacity(32 * items.len());
+            for (i, (p, d)) in items.iter().enumerate() {
+                if i > 0 {
+                    value.push_str(", ");
+                }
+                let _ = write!(
+                    value,
+                    "\"{}\";r={};t={}",
+                    p.name(),
+                    remaining(d),
+                    d.reset_after.as_secs_ceil()
+                );
+            }
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(RATELIMIT.clone(), v);
+            }
+        }
+        HeaderStyle::Draft6 => {
+            headers.insert(RATELIMIT_LIMIT.clone(), policy.limit_header_value().clone());
+            headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining(decision)));
+            headers.insert(
+                RATELIMIT_RESET.clone(),
+                HeaderValue::from(decision.reset_after.as_secs_ceil()),
+            );
+            if let Ok(v) = HeaderValue::from_str(&old_policy(policy)) {
+                headers.insert(RATELIMIT_POLICY.clone(), v);
+            }
+        }
+        HeaderStyle::Draft7 => {
+            let value = format!(
+                "limit={}, remaining={}, reset={}",
+                policy.quota().limit(),
+                remaining(decision),
+                decision.reset_after.as_secs_ceil()
+            );
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(RATELIMIT.clone(), v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&old_policy(policy)) {
+                headers.insert(RATELIMIT_POLICY.clone(), v);
+            }
+        }
+        _ => {}
+    }
+    if denied {
+        write_denial(headers, items);
+    }
+}
+
+/// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.
+pub(crate) fn write_denial(headers: &mut HeaderMap, items: &[(&Policy, &Decision)]) {
+    if let Some(wait) = retry_after(items.iter().map(|(_, d)| *d)) {
+        headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs_ceil()));
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// The wait before a denied request could pass: the longest wait of the
+/// denying limits; `None` if one can never admit it.
+pub(crate) fn retry_after<'a>(decisions: impl Iterator<Item = &'a Decision>) -> Option<Nanos> {
+    let mut wait = Nanos::ZERO;
+    for d in decisions.filter(|d| !d.allowed) {
+        wait = wait.max(d.retry_after?);
+    }
+    Some(wait)
+}
+
+fn join<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+/// The pre-08 policy form: `100;w=60`.
+fn old_policy(policy: &Policy) -> String {
+    let w = Nanos::from(policy.quota().period()).as_secs_ceil().max(1);
+    format!("{};w={}", policy.quota().limit(), w)
+}
+
+fn epoch_secs_ceil(after: Nanos) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(Nanos::from)
+        .unwrap_or(Nanos::ZERO);
+    now.saturating_add(after).as_secs_ceil()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Quota;
+
+    fn decision(allowed: bool, remaining: u64, reset_ms: u64, retry_ms: Option<u64>) -> Decision {
+        if allowed {
+            Decision::allow(10, remaining, Nanos::from_millis(reset_ms))
+        } else {
+            Decision::deny(10, remaining, Nanos::from_millis(reset_ms), retry_ms.map(Nanos::from_millis))
+        }
+    }
+
+    #[test]
+    fn both_styles_on_an_allowed_response() {
+        let p = Policy::new("default", Quota::per_minute(10));
+        let d = decision(true, 7, 17_200, None);
+        let mut h = HeaderMap::new();
+        write(&mut h, HeaderConfig::default(), &[(&p, &d)], false);
+        assert_eq!(h["x-ratelimit-limit"], "10");
+        assert_eq!(h["x-ratelimit-remaining"], "7");
+        assert_eq!(h["x-ratelimit-reset"], "18");
+        assert_eq!(h["ratelimit-policy"], "\"default\";q=10;w=60");
+        assert_eq!(h["ratelimit"], "\"default\";r=7;t=18");
+        assert!(h.get("retry-after").is_none());
+    }
+
+    #[test]
+    fn a_denial_rounds_retry_after_up_and_forbids_caching() {
+        let p = Policy::new("default", Quota::per_minute(10));
+        let d = decision(false, 0, 60_000, Some(5_001));
+        let mut h = HeaderMap::new();
+        write(&mut h, HeaderConfig::default(), &[(&p, &d)], true);
+        assert_eq!(h["retry-after"], "6");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-ratelimit-remaining"], "0");
+    }
+
+    #[test]
+    fn legacy_headers_speak_for_the_limit_closest_to_denying() {
+        let a = Policy::new("minute", Quota::per_minute(10));
+        let b = Policy::new("day", Quota::per_day(100));
+        let da = decision(true, 7, 1_000, None);
+        let db = decision(true, 2, 80_000_000, None);
+        let mut h = HeaderMap::new();
+        write(&mut h, HeaderConfig::default(), &[(&a, &da), (&b, &db)], false);
+        assert_eq!(h["x-ratelimit-limit"], "100");
+        assert_eq!(h["x-ratelimit-remaining"], "2");
+        assert_eq!(h["ratelimit-policy"], "\"minute\";q=10;w=60, \"day\";q=100;w=86400");
+        assert_eq!(h["ratelimit"], "\"minute\";r=7;t=1, \"day\";r=2;t=80000");
+    }
+
+    #[test]
+    fn draft6_and_draft7_forms() {
+        let p = Policy::new("default", Quota::per_minute(100));
+        let d = decision(true, 42, 16_500, None);
+        let mut h = HeaderMap::new();
+        let cfg = |style| HeaderConfig {
+            style,
+            reset: ResetFormat::DelaySeconds,
+        };
+        write(&mut h, cfg(HeaderStyle::Draft6), &[(&p, &d)], false);
+        assert_eq!(h["ratelimit-limit"], "100");
+        assert_eq!(h["ratelimit-remaining"], "42");
+        assert_eq!(h["ratelimit-reset"], "17");
+        assert_eq!(h["ratelimit-policy"], "100;w=60");
+        let mut h = HeaderMap::new();
+        write(&mut h, cfg(HeaderStyle::Draft7), &[(&p, &d)], false);
+        assert_eq!(h["ratelimit"], "limit=100, remaining=42, reset=17");
+        assert!(h.get("x-ratelimit-limit").is_none());
+    }
+
+    #[test]
+    fn none_style_writes_only_retry_after_on_a_denial() {
+        let p = Policy::new("default", Quota::per_minute(10));
+        let d = decision(false, 0, 60_000, Some(1));
+        let mut h = HeaderMap::new();
+        let cfg = HeaderConfig {
+            style: HeaderStyle::None,
+            reset: ResetFormat::DelaySeconds,
+        };
+        write(&mut h, cfg, &[(&p, &d)], true);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h["retry-after"], "1");
+    }
+
+    #[test]
+    fn epoch_reset_is_an_absolute_time() {
+        let p = Policy::new("default", Quota::per_minute(10));
+        let d = decision(true, 9, 6_000, None);
+        let mut h = HeaderMap::new();
+        let cfg = HeaderConfig {
+            style: HeaderStyle::Legacy,
+            reset: ResetFormat::EpochSeconds,
+        };
+        write(&mut h, cfg, &[(&p, &d)], false);
+        let reset: u64 = h["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert!((now + 5..=now + 8).contains(&reset), "{reset} vs {now}");
+    }
+
+    #[test]
+    fn a_never_admissible_request_gets_no_retry_after() {
+        let d = decision(false, 3, 1_000, None);
+        assert_eq!(retry_after([d].iter()), None);
+    }
+}

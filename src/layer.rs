@@ -1,0 +1,348 @@
+//! [`RateLimitLayer`] and its builder.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tower_layer::Layer;
+
+use crate::algorithm::Algorithm;
+use crate::backend::{Backend, MemoryBackend};
+use crate::headers::{HeaderConfig, HeaderStyle, ResetFormat};
+use crate::key::{ClientIp, KeyExtractor};
+use crate::policy::{Policy, PolicyError};
+use crate::quota::Quota;
+use crate::response::{OnRejected, Problem, RateLimited};
+use crate::service::RateLimit;
+
+/// What happens to a request when the backend cannot answer (an error or a
+/// timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FailMode {
+    /// Let the request through, log at `error` once per outage start and
+    /// count it (default: a limiter outage should not become a site outage).
+    #[default]
+    Open,
+    /// Answer `503 Service Unavailable` with a problem+json body.
+    Closed,
+}
+
+/// The settings a [`RateLimit`] service reads per request, shared by every
+/// clone of the layer and its services.
+pub(crate) struct Shared<K, B> {
+    pub(crate) extractor: K,
+    pub(crate) backend: B,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) headers: HeaderConfig,
+    pub(crate) shadow: bool,
+    pub(crate) shadow_headers: bool,
+    pub(crate) fail_mode: FailMode,
+    pub(crate) on_rejected: Option<OnRejected>,
+    /// Set when the layer was made by [`RateLimitLayer::new`] with an
+    /// invalid quota: every request is answered 500 with this problem.
+    pub(crate) misconfigured: Option<Problem>,
+    pub(crate) warned_backend: AtomicBool,
+}
+
+impl<K, B> Shared<K, B> {
+    pub(crate) fn warn_backend_once(&self, error: &dyn fmt::Display) {
+        if !self.warned_backend.swap(true, Ordering::Relaxed) {
+            tracing::error!(%error, fail_mode = ?self.fail_mode, "tollgate: rate-limit backend failed; applying the fail mode");
+        }
+    }
+
+    pub(crate) fn backend_recovered(&self) {
+        if self.warned_backend.load(Ordering::Relaxed) {
+            self.warned_backend.store(false, Ordering::Relaxed);
+            tracing::info!("tollgate: rate-limit backend answering again");
+        }
+    }
+}
+
+/// Rate limiting as a Tower layer.
+///
+/// Cheap to clone (one `Arc`); the services it makes are `Clone` too (no
+/// `Buffer` needed). It wraps any `Service<http::Request<B>>` returning an
+/// `http::Response<_>`: axum routers and handlers, hyper services, tonic.
+///
+/// The one-liner keys by the client's IP (axum's `ConnectInfo`), GCRA in
+/// memory, both header styles, 429 problem+json:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tollgate::{Quota, RateLimitLayer};
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(RateLimitLayer::new(Quota::per_second(10)));
+/// // serve with app.into_make_service_with_connect_info::<std::net::SocketAddr>()
+/// ```
+///
+/// Everything else goes through [`RateLimitLayer::builder`].
+pub struct RateLimitLayer<K = ClientIp, B = MemoryBackend> {
+    shared: Arc<Shared<K, B>>,
+}
+
+impl<K, B> Clone for RateLimitLayer<K, B> {
+    fn clone(&self) -> Self {
+        RateLimitLayer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<K, B> fmt::Debug for RateLimitLayer<K, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("policy", &self.shared.policy)
+            .field("shadow", &self.shared.shadow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitLayer {
+    /// `quota` per client IP, with every default. An invalid quota (zero,
+    /// absurd) cannot be reported here: it is logged once at `error` and
+    /// every request is answered `500` with a problem+json body naming it.
+    /// Use [`RateLimitLayer::builder`] to get the error at `build()` instead.
+    pub fn new(quota: Quota) -> Self {
+        match Self::builder().quota(quota).build() {
+            Ok(layer) => layer,
+            Err(error) => {
+                tracing::error!(%error, "tollgate: invalid rate limit; every request will be answered 500 until fixed");
+                let mut layer = Self::builder().quota(Quota::per_second(1)).assemble();
+                if let Some(shared) = Arc::get_mut(&mut layer.shared) {
+                    shared.misconfigured = Some(Problem::new(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "Rate limiter misconfigured",
+                        error.to_string(),
+                    ));
+                }
+                layer
+            }
+        }
+    }
+
+    /// A builder: key extractor, quota, algorithm, backend, headers,
+    /// shadow mode, rejection handler.
+    ///
+    /// ```
+    /// use tollgate::{key, Algorithm, HeaderStyle, Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .key(key::Global)
+    ///     .quota("100/m".parse::<Quota>().unwrap())
+    ///     .algorithm(Algorithm::SlidingWindow)
+    ///     .headers(HeaderStyle::Both)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn builder() -> RateLimitLayerBuilder {
+        RateLimitLayerBuilder {
+            extractor: ClientIp::new(),
+            backend: MemoryBackend::new(),
+            quota: None,
+            name: Arc::from("default"),
+            algorithm: Algorithm::Gcra,
+            cost: 1,
+            headers: HeaderConfig::default(),
+            shadow: false,
+            shadow_headers: false,
+            fail_mode: FailMode::Open,
+            on_rejected: None,
+        }
+    }
+}
+
+impl<K, B> RateLimitLayer<K, B> {
+    /// The policy this layer enforces.
+    pub fn policy(&self) -> &Policy {
+        &self.shared.policy
+    }
+
+    /// The backend (for example to read [`MemoryBackend::len`]).
+    pub fn backend(&self) -> &B {
+        &self.shared.backend
+    }
+}
+
+impl<S, K, B> Layer<S> for RateLimitLayer<K, B> {
+    type Service = RateLimit<S, K, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, self.shared.clone())
+    }
+}
+
+/// Builds a [`RateLimitLayer`]; settings are validated by
+/// [`build`](RateLimitLayerBuilder::build).
+pub struct RateLimitLayerBuilder<K = ClientIp, B = MemoryBackend> {
+    extractor: K,
+    backend: B,
+    quota: Option<Quota>,
+    name: Arc<str>,
+    algorithm: Algorithm,
+    cost: u64,
+    headers: HeaderConfig,
+    shadow: bool,
+    shadow_headers: bool,
+    fail_mode: FailMode,
+    on_rejected: Option<OnRejected>,
+}
+
+impl<K, B> fmt::Debug for RateLimitLayerBuilder<K, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayerBuilder")
+            .field("quota", &self.quota)
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, B> RateLimitLayerBuilder<K, B> {
+    /// Who is limited (default [`ClientIp`]).
+    pub fn key<K2: KeyExtractor>(self, extractor: K2) -> RateLimitLayerBuilder<K2, B> {
+        RateLimitLayerBuilder {
+            extractor,
+            backend: self.backend,
+            quota: self.quota,
+            name: self.name,
+            algorithm: self.algorithm,
+            cost: self.cost,
+            headers: self.headers,
+            shadow: self.shadow,
+            shadow_headers: self.shadow_headers,
+            fail_mode: self.fail_mode,
+            on_rejected: self.on_rejected,
+        }
+    }
+
+    /// Where counters live (default a new [`MemoryBackend`]).
+    pub fn backend<B2: Backend>(self, backend: B2) -> RateLimitLayerBuilder<K, B2> {
+        RateLimitLayerBuilder {
+            extractor: self.extractor,
+            backend,
+            quota: self.quota,
+            name: self.name,
+            algorithm: self.algorithm,
+            cost: self.cost,
+            headers: self.headers,
+            shadow: self.shadow,
+            shadow_headers: self.shadow_headers,
+            fail_mode: self.fail_mode,
+            on_rejected: self.on_rejected,
+        }
+    }
+
+    /// The limit (required).
+    pub fn quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// The policy's name in headers, bodies, logs and metrics (default
+    /// `"default"`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The algorithm (default [`Algorithm::Gcra`]).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Units one request takes (default 1).
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Which headers responses carry (default [`HeaderStyle::Both`]).
+    pub fn headers(mut self, style: HeaderStyle) -> Self {
+        self.headers.style = style;
+        self
+    }
+
+    /// How `X-RateLimit-Reset` is written (default delay seconds).
+    pub fn reset_format(mut self, format: ResetFormat) -> Self {
+        self.headers.reset = format;
+        self
+    }
+
+    /// Shadow mode: decide and report (a `tracing` event per would-be
+    /// denial at `info`, target `tollgate::shadow`), never block. Headers
+    /// are left off unless [`shadow_headers`](Self::shadow_headers).
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// In shadow mode, still add the rate-limit headers (default off).
+    pub fn shadow_headers(mut self, on: bool) -> Self {
+        self.shadow_headers = on;
+        self
+    }
+
+    /// What to do when the backend fails (default [`FailMode::Open`]).
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.fail_mode = mode;
+        self
+    }
+
+    /// Replaces the 429 response. The rate-limit headers, `Retry-After`
+    /// and `Cache-Control: no-store` are still added unless the handler set
+    /// them.
+    pub fn on_rejected<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&RateLimited) -> http::Response<Bytes> + Send + Sync + 'static,
+    {
+        self.on_rejected = Some(Arc::new(handler));
+        self
+    }
+
+    /// Validates and builds the layer.
+    pub fn build(self) -> Result<RateLimitLayer<K, B>, ConfigError> {
+        let quota = self.quota.ok_or(ConfigError::MissingQuota)?;
+        let layer = self.quota(quota).assemble();
+        layer.shared.policy.validate()?;
+        Ok(layer)
+    }
+
+    fn assemble(self) -> RateLimitLayer<K, B> {
+        let quota = self.quota.unwrap_or(Quota::per_second(1));
+        let policy = Policy::new(self.name, quota)
+            .algorithm(self.algorithm)
+            .cost(self.cost);
+        RateLimitLayer {
+            shared: Arc::new(Shared {
+                extractor: self.extractor,
+                backend: self.backend,
+                policy: Arc::new(policy),
+                headers: self.headers,
+                shadow: self.shadow,
+                shadow_headers: self.shadow_headers,
+                fail_mode: self.fail_mode,
+                on_rejected: self.on_rejected,
+                misconfigured: None,
+                warned_backend: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+/// Why a layer could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `.quota(..)` was not called.
+    #[error("no quota: call .quota(Quota::per_minute(60)) (or parse one: \"60/m\") on the builder")]
+    MissingQuota,
+    /// A policy cannot be enforced.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}

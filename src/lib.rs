@@ -1,0 +1,66 @@
+//! # tollgate
+//!
+//! Rate limiting as a [Tower](https://docs.rs/tower) layer for axum, hyper
+//! and tonic services: six algorithms, an in-memory backend that is bounded
+//! and sharded, `X-RateLimit-*` and IETF `RateLimit` headers, RFC 9457
+//! problem+json 429s.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use axum::{routing::get, Router};
+//! use tollgate::{Quota, RateLimitLayer};
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let app = Router::new()
+//!         .route("/", get(|| async { "hello" }))
+//!         // ten per second per client IP, in memory, GCRA
+//!         .layer(RateLimitLayer::new(Quota::per_second(10)));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//!     // the client IP comes from the connection: serve with connect info
+//!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!         .await
+//!         .unwrap();
+//! }
+//! ```
+//!
+//! ## The parts
+//!
+//! A request is keyed ([`key`]), checked against its policy ([`Policy`],
+//! [`Quota`], [`Algorithm`]) by a [`Backend`](backend::Backend), and
+//! answered ([`headers`], [`response`]). [`Limiter`] is the same machinery
+//! without HTTP.
+//!
+//! ## Cargo features
+//!
+//! - `axum` (default): reads the peer address from axum's `ConnectInfo`.
+//! - `redis`, `jwt`, `metrics`, `config`: reserved for the Redis backend,
+//!   JWT keys, metrics and file configuration.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod algorithm;
+pub mod backend;
+mod body;
+pub mod headers;
+pub mod key;
+mod layer;
+mod limiter;
+mod policy;
+mod quota;
+pub mod response;
+mod service;
+pub mod time;
+
+pub use algorithm::{Algorithm, Decision};
+pub use backend::{MemoryBackend, Outcome};
+pub use body::ResponseBody;
+pub use headers::{HeaderStyle, ResetFormat};
+pub use layer::{ConfigError, FailMode, RateLimitLayer, RateLimitLayerBuilder};
+pub use limiter::Limiter;
+pub use policy::{Limit, LimitSet, Policy, PolicyError};
+pub use quota::{Quota, QuotaError, MAX_PERIOD, QUOTA_FORMS};
+pub use service::{RateLimit, ResponseFuture};
+pub use time::Nanos;

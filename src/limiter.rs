@@ -1,0 +1,97 @@
+//! [`Limiter`]: the same policies, algorithms and backends without HTTP.
+
+use std::sync::Arc;
+
+use crate::algorithm::{Algorithm, Decision};
+use crate::backend::{Backend, BackendError, MemoryBackend};
+use crate::key::Key;
+use crate::policy::{LimitSet, Policy, PolicyError};
+use crate::quota::Quota;
+
+/// Rate limiting for anything that is not an HTTP request: jobs, WebSocket
+/// messages, gRPC streams, outgoing calls.
+///
+/// ```
+/// use tollgate::{Limiter, Quota};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = Limiter::new(Quota::per_minute(2))?;
+/// assert!(limiter.check("chat:alice", 1).await?.allowed);
+/// assert_eq!(limiter.peek("chat:alice").await?.remaining, 1);
+/// assert!(limiter.check("chat:alice", 1).await?.allowed);
+/// let third = limiter.check("chat:alice", 1).await?;
+/// assert!(!third.allowed);
+/// assert!(third.retry_after.is_some());
+/// limiter.reset("chat:alice").await?;
+/// assert!(limiter.check("chat:alice", 1).await?.allowed);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Limiter<B = MemoryBackend> {
+    policy: Arc<Policy>,
+    backend: B,
+}
+
+impl Limiter {
+    /// GCRA over `quota`, in memory.
+    pub fn new(quota: Quota) -> Result<Self, PolicyError> {
+        Limiter::with_policy(Policy::new("default", quota), MemoryBackend::new())
+    }
+}
+
+impl<B: Backend> Limiter<B> {
+    /// A limiter for `policy` (name, quota, algorithm) on `backend`.
+    pub fn with_policy(policy: Policy, backend: B) -> Result<Self, PolicyError> {
+        policy.validate()?;
+        Ok(Limiter {
+            policy: Arc::new(policy),
+            backend,
+        })
+    }
+
+    /// A limiter with another algorithm, same policy and backend.
+    pub fn algorithm(self, algorithm: Algorithm) -> Result<Self, PolicyError> {
+        let policy = Policy::clone(&self.policy).algorithm(algorithm);
+        Self::with_policy(policy, self.backend)
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn set(&self, key: Key, cost: u64) -> LimitSet {
+        LimitSet::single(self.policy.clone(), key, cost)
+    }
+
+    /// Checks `cost` units for `key` and counts them if allowed.
+    pub async fn check(&self, key: impl Into<Key>, cost: u64) -> Result<Decision, BackendError> {
+        let outcome = self.backend.acquire(&self.set(key.into(), cost)).await?;
+        first(outcome.decisions())
+    }
+
+    /// Would one unit for `key` be allowed? Counts nothing; `remaining` is
+    /// what is available now.
+    pub async fn peek(&self, key: impl Into<Key>) -> Result<Decision, BackendError> {
+        let outcome = self.backend.peek(&self.set(key.into(), 1)).await?;
+        first(outcome.decisions())
+    }
+
+    /// Gives `key` its full quota back.
+    pub async fn reset(&self, key: impl Into<Key>) -> Result<(), BackendError> {
+        self.backend.reset(&self.set(key.into(), 0)).await?;
+        Ok(())
+    }
+}
+
+fn first(decisions: &[Decision]) -> Result<Decision, BackendError> {
+    decisions
+        .first()
+        .copied()
+        .ok_or_else(|| BackendError::Unavailable("backend returned no decision".into()))
+}

@@ -1,0 +1,240 @@
+//! Policies: a named quota with its algorithm and cost, and the
+//! [`LimitSet`] a request resolves to.
+//!
+//! Issue-level note: the route table, tiers and allow/deny lists build on
+//! these types; today a layer has one policy, `"default"` unless named.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use smallvec::SmallVec;
+
+use crate::algorithm::{Algorithm, AlgorithmError};
+use crate::key::Key;
+use crate::quota::{Quota, QuotaError};
+
+/// A named limit: quota, algorithm and the cost of one request.
+///
+/// The name appears in `RateLimit-Policy`, in `violated-policies` of a 429
+/// body, in logs and in metrics, and separates the counters of two
+/// policies that see the same key.
+///
+/// ```
+/// use tollgate::{Algorithm, Policy, Quota};
+///
+/// let p = Policy::new("login", Quota::per_minute(5)).algorithm(Algorithm::SlidingWindowLog);
+/// assert_eq!(p.name(), "login");
+/// assert!(p.validate().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct Policy {
+    name: Arc<str>,
+    quota: Quota,
+    algorithm: Algorithm,
+    cost: u64,
+    shadow: bool,
+    /// `"name";q=..;w=..`, computed once: the policy's item in
+    /// `RateLimit-Policy`.
+    ietf_item: Arc<str>,
+    /// The quota as a header value, for `X-RateLimit-Limit`.
+    limit_value: HeaderValue,
+}
+
+impl Policy {
+    /// A policy named `name` with `quota`, GCRA and a cost of 1.
+    pub fn new(name: impl Into<Arc<str>>, quota: Quota) -> Self {
+        let name = name.into();
+        Policy {
+            ietf_item: ietf_item(&name, &quota),
+            limit_value: HeaderValue::from(quota.limit()),
+            name,
+            quota,
+            algorithm: Algorithm::Gcra,
+            cost: 1,
+            shadow: false,
+        }
+    }
+
+    /// Sets the algorithm.
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Sets how many units one request takes (default 1).
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Shadow mode for this policy: decisions are computed, counted and
+    /// reported, but a denial never blocks.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// The algorithm.
+    pub fn get_algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The cost of one request.
+    pub fn get_cost(&self) -> u64 {
+        self.cost
+    }
+
+    /// Whether the policy only reports.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
+    /// The policy's item in `RateLimit-Policy`, e.g. `"default";q=100;w=60`.
+    pub fn ietf_item(&self) -> &str {
+        &self.ietf_item
+    }
+
+    /// `X-RateLimit-Limit` for this policy.
+    pub fn limit_header_value(&self) -> &HeaderValue {
+        &self.limit_value
+    }
+
+    /// Checks the quota, the algorithm's constraints and the name.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+        {
+            return Err(PolicyError::BadName(self.name.to_string()));
+        }
+        self.quota.validate().map_err(|source| PolicyError::Quota {
+            policy: self.name.to_string(),
+            source,
+        })?;
+        self.algorithm
+            .validate(&self.quota)
+            .map_err(|source| PolicyError::Algorithm {
+                policy: self.name.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("quota", &self.quota)
+            .field("algorithm", &self.algorithm)
+            .field("cost", &self.cost)
+            .field("shadow", &self.shadow)
+            .finish()
+    }
+}
+
+/// `"name";q=N;w=S` with the window in whole seconds, rounded up (the
+/// draft's `w` is an integer).
+fn ietf_item(name: &str, quota: &Quota) -> Arc<str> {
+    let w = crate::time::Nanos::from(quota.period()).as_secs_ceil().max(1);
+    format!("\"{}\";q={};w={}", name, quota.limit(), w).into()
+}
+
+/// Why a policy cannot be enforced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// Names go into headers and metric labels.
+    #[error("policy name {0:?} must be non-empty ASCII letters, digits or - _ . : /")]
+    BadName(String),
+    /// The quota is invalid.
+    #[error("policy {policy:?}: {source}")]
+    Quota {
+        /// The policy.
+        policy: String,
+        /// What is wrong with its quota.
+        source: QuotaError,
+    },
+    /// The algorithm cannot enforce the quota.
+    #[error("policy {policy:?}: {source}")]
+    Algorithm {
+        /// The policy.
+        policy: String,
+        /// What is wrong.
+        source: AlgorithmError,
+    },
+}
+
+/// One limit to check: a policy applied to a key, at a cost.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// Who is limited.
+    pub key: Key,
+    /// How many units this request takes under this policy.
+    pub cost: u64,
+}
+
+/// The limits a request is checked against, all at once and
+/// all-or-nothing: if any denies, none is consumed.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate::{key::Key, LimitSet, Policy, Quota};
+///
+/// let policy = Arc::new(Policy::new("default", Quota::per_second(10)));
+/// let set = LimitSet::single(policy, Key::from("client-1"), 1);
+/// assert_eq!(set.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LimitSet {
+    limits: SmallVec<[Limit; 2]>,
+}
+
+impl LimitSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A set of one limit.
+    pub fn single(policy: Arc<Policy>, key: Key, cost: u64) -> Self {
+        let mut limits = SmallVec::new();
+        limits.push(Limit { policy, key, cost });
+        LimitSet { limits }
+    }
+
+    /// Adds a limit.
+    pub fn push(&mut self, policy: Arc<Policy>, key: Key, cost: u64) {
+        self.limits.push(Limit { policy, key, cost });
+    }
+
+    /// The limits, in order.
+    pub fn limits(&self) -> &[Limit] {
+        &self.limits
+    }
+
+    /// How many limits.
+    pub fn len(&self) -> usize {
+        self.limits.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty()
+    }
+}

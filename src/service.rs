@@ -1,0 +1,444 @@
+//! [`RateLimit`], the service, and its [`ResponseFuture`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use smallvec::SmallVec;
+use tower_service::Service;
+
+use crate::algorithm::Decision;
+use crate::backend::{Acquire, Backend, BackendError, Outcome};
+use crate::body::ResponseBody;
+use crate::headers;
+use crate::key::{Extracted, KeyExtractor};
+use crate::layer::{FailMode, Shared};
+use crate::policy::{LimitSet, Policy};
+use crate::response::{Problem, RateLimited};
+
+/// The service made by [`RateLimitLayer`](crate::RateLimitLayer).
+///
+/// `poll_ready` is the inner service's. A request is keyed, checked, and
+/// either passed on (with rate-limit headers added to the response) or
+/// answered by the limiter itself (429, or the extractor's rejection).
+pub struct RateLimit<S, K, B> {
+    inner: S,
+    shared: Arc<Shared<K, B>>,
+}
+
+impl<S: Clone, K, B> Clone for RateLimit<S, K, B> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, B> fmt::Debug for RateLimit<S, K, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, B> RateLimit<S, K, B> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<K, B>>) -> Self {
+        RateLimit { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The outcome of a check, kept until the inner response arrives so its
+/// headers can be written.
+struct Checked {
+    set: LimitSet,
+    outcome: Outcome,
+    headers: headers::HeaderConfig,
+}
+
+impl Checked {
+    fn items(&self) -> SmallVec<[(&Policy, &Decision); 2]> {
+        self.set
+            .limits()
+            .iter()
+            .map(|l| &*l.policy)
+            .zip(self.outcome.decisions())
+            .collect()
+    }
+}
+
+impl<S, K, B, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K, B>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    K: KeyExtractor,
+    B: Backend,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, B::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let shared = &*self.shared;
+        if let Some(problem) = &shared.misconfigured {
+            return ResponseFuture::done(problem.to_response(), tracing::Span::none());
+        }
+        let (parts, body) = req.into_parts();
+        let key = match shared.extractor.extract(&parts) {
+            Extracted::Key(key) => key,
+            Extracted::Skip => {
+                let req = Request::from_parts(parts, body);
+                return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
+            }
+            Extracted::Reject(problem) => {
+                tracing::debug!(status = problem.status().as_u16(), title = problem.title(), "tollgate: request rejected by key extraction");
+                return ResponseFuture::done(problem.to_response(), tracing::Span::none());
+            }
+        };
+        let span = tracing::debug_span!(
+            "rate_limit",
+            key = %key,
+            policy = shared.policy.name(),
+            outcome = tracing::field::Empty,
+        );
+        let set = LimitSet::single(shared.policy.clone(), key, shared.policy.get_cost());
+        let req = Request::from_parts(parts, body);
+        match shared.backend.acquire(&set) {
+            Acquire::Ready { result } => {
+                let result = result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
+                let _entered = span.enter();
+                match decide(shared, result, set) {
+                    Verdict::Pass(checked) => {
+                        let delay = checked.as_ref().map_or(crate::Nanos::ZERO, max_delay);
+                        drop(_entered);
+                        if delay > crate::Nanos::ZERO {
+                            let inner = self.inner.clone();
+                            let inner = std::mem::replace(&mut self.inner, inner);
+                            return ResponseFuture::delaying(delay, inner, req, checked, span);
+                        }
+                        let fut = span.in_scope(|| self.inner.call(req));
+                        ResponseFuture::calling(fut, checked, span)
+                    }
+                    Verdict::Answer(res) => {
+                        drop(_entered);
+                        ResponseFuture::done(res, span)
+                    }
+                }
+            }
+            Acquire::Pending { future } => {
+                // The inner service that was driven to readiness goes with
+                // the future; this service keeps a fresh clone.
+                let inner = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, inner);
+                ResponseFuture {
+                    state: State::Waiting {
+                        acquire: future,
+                        pending: Some(Pending { inner, req, set }),
+                            shared: self.shared.clone(),
+                    },
+                    span,
+                }
+            }
+        }
+    }
+}
+
+fn max_delay(checked: &Checked) -> crate::Nanos {
+    checked
+        .outcome
+        .decisions()
+        .iter()
+        .map(|d| d.delay)
+        .max()
+        .unwrap_or(crate::Nanos::ZERO)
+}
+
+/// What to do with a checked request.
+enum Verdict {
+    /// Call the inner service; add headers for this check, if any.
+    Pass(Option<Checked>),
+    /// Answer with this response.
+    Answer(Response<Bytes>),
+}
+
+/// Turns a backend result into a verdict: headers, shadow mode, 429s and
+/// the fail mode all live here, shared by the ready and the pending paths.
+fn decide<K, B>(shared: &Shared<K, B>, result: Result<Outcome, BackendError>, set: LimitSet) -> Verdict {
+    let outcome = match result {
+        Ok(outcome) => {
+            shared.backend_recovered();
+            outcome
+        }
+        Err(error) => {
+            shared.warn_backend_once(&error);
+            tracing::Span::current().record("outcome", "backend_error");
+            return match shared.fail_mode {
+                FailMode::Open => Verdict::Pass(None),
+                FailMode::Closed => Verdict::Answer(
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Rate limiter unavailable",
+                        "The rate limiter's backend could not be reached; try again shortly.",
+                    )
+                    .to_response(),
+                ),
+            };
+        }
+    };
+    let checked = Checked {
+        set,
+        outcome,
+        headers: shared.headers,
+    };
+    if checked.outcome.allowed() && !shared.shadow {
+        let shadow_denied = checked.outcome.decisions().iter().any(|d| !d.allowed);
+        tracing::Span::current().record("outcome", if shadow_denied { "shadow_denied" } else { "allowed" });
+        if shadow_denied {
+            report_shadow(&checked);
+        }
+        return Verdict::Pass(Some(checked));
+    }
+    if shared.shadow {
+        let denied = !checked.outcome.allowed();
+        tracing::Span::current().record("outcome", if denied { "shadow_denied" } else { "allowed" });
+        if denied {
+            report_shadow(&checked);
+        }
+        return Verdict::Pass(shared.shadow_headers.then_some(checked));
+    }
+    tracing::Span::current().record("outcome", "denied");
+    let items = checked.items();
+    let denied = RateLimited {
+        violated: checked
+            .set
+            .limits()
+            .iter()
+            .zip(checked.outcome.decisions())
+            .filter(|(l, d)| !d.allowed && !l.policy.is_shadow())
+            .map(|(l, d)| (l.policy.clone(), *d))
+            .collect(),
+        retry_after: headers::retry_after(items.iter().map(|(_, d)| *d)),
+    };
+    tracing::debug!(
+        policies = ?denied.violated_policies().collect::<SmallVec<[&str; 2]>>(),
+        retry_after_ms = denied.retry_after().map(|d| d.as_millis() as u64),
+        "tollgate: request denied"
+    );
+    let mut res = match &shared.on_rejected {
+        Some(handler) => handler(&denied),
+        None => denied.problem().to_response(),
+    };
+    let mut extra = http::HeaderMap::new();
+    headers::write(&mut extra, shared.headers, &items, true);
+    for (name, value) in extra {
+        if let Some(name) = name {
+            res.headers_mut().entry(name).or_insert(value);
+        }
+    }
+    Verdict::Answer(res)
+}
+
+fn report_shadow(checked: &Checked) {
+    for (l, d) in checked.set.limits().iter().zip(checked.outcome.decisions()) {
+        if !d.allowed {
+            tracing::info!(
+                target: "tollgate::shadow",
+                policy = l.policy.name(),
+                key = %l.key,
+                retry_after_ms = d.retry_after.map(|r| r.as_u64() / 1_000_000),
+                "tollgate: would deny (shadow mode)"
+            );
+        }
+    }
+}
+
+struct Pending<S, ReqBody> {
+    inner: S,
+    req: Request<ReqBody>,
+    set: LimitSet,
+}
+
+pin_project! {
+    /// The future of [`RateLimit`]: waits for a networked backend if it has
+    /// to, holds a queued request for its delay, calls the inner service,
+    /// then adds the rate-limit headers. Not boxed.
+    pub struct ResponseFuture<S, ReqBody, F>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, F>,
+        span: tracing::Span,
+    }
+}
+
+/// The pending path needs the settings after the backend answers; kept
+/// type-erased so the future's type does not name the extractor.
+trait Decider: Send + Sync {
+    fn decide(&self, result: Result<Outcome, BackendError>, set: LimitSet) -> Verdict;
+}
+
+impl<K: Send + Sync, B: Send + Sync> Decider for Shared<K, B> {
+    fn decide(&self, result: Result<Outcome, BackendError>, set: LimitSet) -> Verdict {
+        decide(self, result, set)
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, F>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Waiting {
+            #[pin]
+            acquire: F,
+            pending: Option<Pending<S, ReqBody>>,
+            shared: Arc<dyn Decider>,
+        },
+        Delaying {
+            #[pin]
+            sleep: tokio::time::Sleep,
+            pending: Option<(S, Request<ReqBody>, Option<Checked>)>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            checked: Option<Checked>,
+        },
+        Done {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<S, ReqBody, F> ResponseFuture<S, ReqBody, F>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn done(response: Response<Bytes>, span: tracing::Span) -> Self {
+        ResponseFuture {
+            state: State::Done {
+                response: Some(response),
+            },
+            span,
+        }
+    }
+
+    fn calling(future: S::Future, checked: Option<Checked>, span: tracing::Span) -> Self {
+        ResponseFuture {
+            state: State::Calling { future, checked },
+            span,
+        }
+    }
+
+    fn delaying(
+        delay: crate::Nanos,
+        inner: S,
+        req: Request<ReqBody>,
+        checked: Option<Checked>,
+        span: tracing::Span,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Delaying {
+                sleep: tokio::time::sleep(delay.into()),
+                pending: Some((inner, req, checked)),
+            },
+            span,
+        }
+    }
+}
+
+impl<S, ReqBody, F, ResBody> Future for ResponseFuture<S, ReqBody, F>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: Future<Output = Result<Outcome, BackendError>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Waiting {
+                    acquire,
+                    pending,
+                    shared,
+                } => {
+                    let result = ready!(acquire.poll(cx));
+                    let Some(Pending { mut inner, req, set }) = pending.take() else {
+                        return Poll::Ready(Ok(internal_error()));
+                    };
+                    match shared.decide(result, set) {
+                        Verdict::Pass(checked) => {
+                            let delay = checked.as_ref().map_or(crate::Nanos::ZERO, max_delay);
+                            if delay > crate::Nanos::ZERO {
+                                this.state.set(State::Delaying {
+                                    sleep: tokio::time::sleep(delay.into()),
+                                    pending: Some((inner, req, checked)),
+                                });
+                            } else {
+                                let future = inner.call(req);
+                                this.state.set(State::Calling { future, checked });
+                            }
+                        }
+                        Verdict::Answer(res) => {
+                            return Poll::Ready(Ok(res.map(ResponseBody::full)));
+                        }
+                    }
+                }
+                StateProj::Delaying { sleep, pending } => {
+                    ready!(sleep.poll(cx));
+                    let Some((mut inner, req, checked)) = pending.take() else {
+                        return Poll::Ready(Ok(internal_error()));
+                    };
+                    let future = inner.call(req);
+                    this.state.set(State::Calling { future, checked });
+                }
+                StateProj::Calling { future, checked } => {
+                    let res = ready!(future.poll(cx))?;
+                    let mut res = res.map(ResponseBody::inner);
+                    if let Some(checked) = checked.take() {
+                        headers::write(res.headers_mut(), checked.headers, &checked.items(), false);
+                    }
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Done { response } => {
+                    let res = response.take().unwrap_or_else(internal_error_bytes);
+                    return Poll::Ready(Ok(res.map(ResponseBody::full)));
+                }
+            }
+        }
+    }
+}
+
+/// Polled after completion: a contract violation by the caller, answered
+/// with a 500 rather than a panic.
+fn internal_error<B>() -> Response<ResponseBody<B>> {
+    internal_error_bytes().map(ResponseBody::full)
+}
+
+fn internal_error_bytes() -> Response<Bytes> {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal Server Error",
+        "tollgate: response future polled after completion",
+    )
+    .to_response()
+}

@@ -1,0 +1,158 @@
+//! Time as an integer: [`Nanos`] and the [`Clock`] that backends read.
+//!
+//! Decisions are made on whole nanoseconds held in a `u64`, never on floats,
+//! so that arithmetic is exact, a state fits one machine word and the memory
+//! and Redis backends agree to the nanosecond. A `u64` of nanoseconds since
+//! the Unix epoch lasts until the year 2554.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A span or an instant in whole nanoseconds.
+///
+/// Instants are nanoseconds since the Unix epoch as seen by the backend's
+/// [`Clock`]; spans are plain nanosecond counts. Arithmetic saturates rather
+/// than wraps, so no input can make a decision overflow.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::Nanos;
+///
+/// let t = Nanos::from(Duration::from_millis(1500));
+/// assert_eq!(t.as_u64(), 1_500_000_000);
+/// assert_eq!(t.as_secs_ceil(), 2);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Nanos(u64);
+
+impl Nanos {
+    /// Zero nanoseconds.
+    pub const ZERO: Nanos = Nanos(0);
+    /// The largest representable value.
+    pub const MAX: Nanos = Nanos(u64::MAX);
+    /// One second.
+    pub const SECOND: Nanos = Nanos(1_000_000_000);
+
+    /// Wraps a nanosecond count.
+    pub const fn new(nanos: u64) -> Self {
+        Nanos(nanos)
+    }
+
+    /// Whole milliseconds as nanoseconds (saturating).
+    pub const fn from_millis(ms: u64) -> Self {
+        Nanos(ms.saturating_mul(1_000_000))
+    }
+
+    /// Whole seconds as nanoseconds (saturating).
+    pub const fn from_secs(s: u64) -> Self {
+        Nanos(s.saturating_mul(1_000_000_000))
+    }
+
+    /// The raw nanosecond count.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds, rounded up: the form of `Retry-After` and reset
+    /// headers, which must never promise an earlier time than the real one.
+    pub const fn as_secs_ceil(self) -> u64 {
+        self.0.div_ceil(1_000_000_000)
+    }
+
+    /// `self - other`, or zero when `other` is later.
+    pub const fn saturating_sub(self, other: Nanos) -> Nanos {
+        Nanos(self.0.saturating_sub(other.0))
+    }
+
+    /// `self + other`, or [`Nanos::MAX`] on overflow.
+    pub const fn saturating_add(self, other: Nanos) -> Nanos {
+        Nanos(self.0.saturating_add(other.0))
+    }
+}
+
+impl From<Duration> for Nanos {
+    fn from(d: Duration) -> Self {
+        Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Nanos> for Duration {
+    fn from(n: Nanos) -> Self {
+        Duration::from_nanos(n.0)
+    }
+}
+
+impl fmt::Debug for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&Duration::from_nanos(self.0), f)
+    }
+}
+
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ns", self.0)
+    }
+}
+
+/// A source of "now" for a backend.
+///
+/// The default, [`MonotonicClock`], reads the wall clock once, at creation,
+/// as an anchor (so that clock-aligned windows start on whole minutes), and
+/// then advances with `tokio::time::Instant`: a wall-clock jump never moves
+/// a decision, and tests can pause and advance time with
+/// `tokio::time::pause()` / `advance()`.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant.
+    fn now(&self) -> Nanos;
+}
+
+/// The default [`Clock`]: a wall-clock anchor advanced by a monotonic timer.
+///
+/// ```
+/// use tollgate::time::{Clock, MonotonicClock};
+/// use tollgate::Nanos;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// tokio::time::pause();
+/// let clock = MonotonicClock::starting_at(Nanos::ZERO);
+/// tokio::time::advance(std::time::Duration::from_millis(250)).await;
+/// assert_eq!(clock.now(), Nanos::from_millis(250));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    origin: tokio::time::Instant,
+    origin_nanos: Nanos,
+}
+
+impl MonotonicClock {
+    /// Anchored to the wall clock now.
+    pub fn new() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Self::starting_at(Nanos::from(wall))
+    }
+
+    /// Anchored to `origin`: `now()` returns `origin` plus the time elapsed
+    /// since this call. Tests use `Nanos::ZERO` for reproducible windows.
+    pub fn starting_at(origin: Nanos) -> Self {
+        MonotonicClock {
+            origin: tokio::time::Instant::now(),
+            origin_nanos: origin,
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Nanos {
+        self.origin_nanos
+            .saturating_add(Nanos::from(self.origin.elapsed()))
+    }
+}
