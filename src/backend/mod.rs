@@ -12,7 +12,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use smallvec::SmallVec;
 
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
@@ -57,25 +56,23 @@ pub enum BackendError {
     Unavailable(String),
 }
 
-pin_project! {
-    /// A backend's answer: ready now (memory), or a future (network).
-    ///
-    /// It is itself a future, so `limiter.check(..).await` works with any
-    /// backend, while the layer matches on it to skip polling when ready.
-    #[project = AcquireProj]
-    pub enum Acquire<F> {
-        /// Answered synchronously.
-        Ready {
-            /// The answer (taken when polled).
-            result: Option<Result<Outcome, BackendError>>,
-        },
-        /// Still to be awaited.
-        Pending {
-            /// The backend's future.
-            #[pin]
-            future: F,
-        },
-    }
+/// A backend's answer: ready now (memory), or a future (network).
+///
+/// It is itself a future, so `limiter.check(..).await` works with any
+/// backend, while the layer matches on it to skip polling when ready.
+/// Networked backends return a boxed (so `Unpin`) future.
+#[derive(Debug)]
+pub enum Acquire<F> {
+    /// Answered synchronously.
+    Ready {
+        /// The answer (taken when polled).
+        result: Option<Result<Outcome, BackendError>>,
+    },
+    /// Still to be awaited.
+    Pending {
+        /// The backend's future.
+        future: F,
+    },
 }
 
 impl<F> Acquire<F> {
@@ -94,19 +91,19 @@ impl<F> Acquire<F> {
 
 impl<F> Future for Acquire<F>
 where
-    F: Future<Output = Result<Outcome, BackendError>>,
+    F: Future<Output = Result<Outcome, BackendError>> + Unpin,
 {
     type Output = Result<Outcome, BackendError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            AcquireProj::Ready { result } => match result.take() {
+        match self.get_mut() {
+            Acquire::Ready { result } => match result.take() {
                 Some(r) => Poll::Ready(r),
                 None => Poll::Ready(Err(BackendError::Unavailable(
                     "answer already taken".into(),
                 ))),
             },
-            AcquireProj::Pending { future } => future.poll(cx),
+            Acquire::Pending { future } => Pin::new(future).poll(cx),
         }
     }
 }
@@ -120,7 +117,7 @@ where
 pub trait Backend: Clone + Send + Sync + 'static {
     /// The future of a networked answer ([`std::future::Ready`] for
     /// backends that always answer synchronously).
-    type Future: Future<Output = Result<Outcome, BackendError>> + Send + 'static;
+    type Future: Future<Output = Result<Outcome, BackendError>> + Send + Unpin + 'static;
 
     /// Checks and, if every enforcing limit allows, counts the request.
     fn acquire(&self, set: &LimitSet) -> Acquire<Self::Future>;
