@@ -5,6 +5,12 @@
 //! cargo run --example quickstart            # listens on PORT, default 3000
 //! for i in $(seq 7); do curl -si localhost:3000/ | head -1; done
 //! ```
+//!
+//! Environment:
+//! - `PORT`: the port (default 3000);
+//! - `QUOTA`: another quota in tollgate's string form (`"100/m"`, `"5/30s"`);
+//! - `RATE_LIMIT=off`: serve without the layer (how `scripts/wrk.sh`
+//!   measures the layer's cost against the same app).
 
 use std::net::SocketAddr;
 
@@ -28,14 +34,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("REDIS_URL is set, but this build has no Redis backend yet; using memory.");
     }
 
-    let quota = Quota::per_minute(5);
-    let app = Router::new()
-        .route("/", get(|| async { "hello\n" }))
-        .layer(RateLimitLayer::new(quota));
+    let quota: Quota = match std::env::var("QUOTA") {
+        Ok(q) => q.parse()?,
+        Err(_) => Quota::per_minute(5),
+    };
+    let limited = std::env::var("RATE_LIMIT").map_or(true, |v| v != "off");
+    let app = Router::new().route("/", get(|| async { "hello\n" }));
+    let app = if limited {
+        // Built here, not with RateLimitLayer::new, so a bad QUOTA is an error.
+        app.layer(RateLimitLayer::builder().quota(quota).build()?)
+    } else {
+        app
+    };
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let addr = listener.local_addr()?;
-    println!("tollgate quickstart on http://{addr}/ ({quota} per client IP, in memory)");
+    if limited {
+        println!("tollgate quickstart on http://{addr}/ ({quota} per client IP, in memory)");
+    } else {
+        println!("tollgate quickstart on http://{addr}/ (RATE_LIMIT=off: no limit)");
+    }
     println!("try: for i in $(seq 7); do curl -si http://127.0.0.1:{}/ | head -1; done", addr.port());
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())

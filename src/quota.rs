@@ -117,11 +117,14 @@ impl Quota {
         Nanos::from(self.period)
     }
 
-    /// The time one request "costs": `period / limit`, rounded **up** to
-    /// the nanosecond so that rounding never admits more than the quota.
+    /// The time one request "costs": `period / limit`, rounded down to the
+    /// nanosecond as governor does. The error is under a nanosecond per
+    /// request (`per_second(3)` refills one every 333,333,333 ns), and it
+    /// keeps a full bucket at or under one period, so `X-RateLimit-Reset`
+    /// reads `1` for a per-second quota, not `2`.
     pub fn emission_interval(&self) -> Nanos {
         let p = self.period_nanos().as_u64();
-        Nanos::new(p.div_ceil(self.limit.max(1)))
+        Nanos::new((p / self.limit.max(1)).max(1))
     }
 
     /// Checks that the quota can be enforced: a non-zero limit and burst, a
@@ -400,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn emission_interval_rounds_up() {
-        assert_eq!(Quota::per_second(3).emission_interval(), Nanos::new(333_333_334));
+    fn emission_interval_rounds_down() {
+        assert_eq!(Quota::per_second(3).emission_interval(), Nanos::new(333_333_333));
     }
 }

@@ -12,14 +12,15 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, offset: Nanos) -
     let offset = offset.as_u64() % p;
     // Phase of `now` inside its window; computed without going below zero.
     let phase = (now % p + p - offset) % p;
-    let end = now - phase + p;
-    let start = now - phase;
+    // Near zero a staggered window may start "before" the epoch: its start
+    // saturates to zero, which no other window can have.
+    let start = now.saturating_sub(phase);
     let count = match state {
         State::Window { start: s, count } if s.as_u64() == start => *count,
         _ => 0,
     };
     let limit = quota.limit();
-    let until_end = Nanos::new(end - now);
+    let until_end = Nanos::new(p - phase);
     let cost = input.cost;
     if count.saturating_add(cost) <= limit {
         let counted = count + cost;
@@ -34,6 +35,7 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, offset: Nanos) -
         (decision, commit)
     } else {
         let retry = (cost <= limit).then_some(until_end);
-        (Decision::deny(limit, limit.saturating_sub(count), until_end, retry), None)
+        let reset = if count == 0 { Nanos::ZERO } else { until_end };
+        (Decision::deny(limit, limit.saturating_sub(count), reset, retry), None)
     }
 }

@@ -21,8 +21,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, max_delay: Nanos
     let water = water.saturating_sub(now.saturating_sub(last));
     let poured = water.saturating_add(mul(input.cost, t));
     let limit = quota.limit();
-    if poured <= ceiling {
-        let mut decision = Decision::allow(limit, (ceiling - poured) / t, Nanos::new(poured));
+    if poured <= ceiling && mul(input.cost, t) <= capacity {
+        // `remaining` counts what passes without delay.
+        let mut decision = Decision::allow(limit, capacity.saturating_sub(poured) / t, Nanos::new(poured));
         decision.delay = Nanos::new(poured.saturating_sub(capacity));
         let commit = (input.cost > 0).then(|| {
             Commit::Replace(State::Bucket {
@@ -32,8 +33,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, max_delay: Nanos
         });
         (decision, commit)
     } else {
-        let retry = (mul(input.cost, t) <= ceiling).then(|| Nanos::new(poured - ceiling));
-        let remaining = ceiling.saturating_sub(water) / t;
+        // A request larger than the bucket never fits, however long it waits.
+        let retry = (mul(input.cost, t) <= capacity).then(|| Nanos::new(poured - ceiling));
+        let remaining = capacity.saturating_sub(water) / t;
         (Decision::deny(limit, remaining, Nanos::new(water), retry), None)
     }
 }

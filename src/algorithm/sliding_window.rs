@@ -33,11 +33,13 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
     let limit = quota.limit();
     let cost = input.cost;
     // Time until nothing counts any more, given the counts.
+    // Instants are offsets from `start`; `now` is `start + elapsed`.
+    let after = |offset: u64| Nanos::new(offset - elapsed);
     let reset = |prev: u64, curr: u64| -> Nanos {
         if curr > 0 {
-            Nanos::new(start + p + first_offset_within(curr, p, 0) - now)
+            after(p + first_offset_within(curr, p, 0))
         } else if mul_div(prev, p - elapsed, p) > 0 {
-            Nanos::new(start + first_offset_within(prev, p, 0) - now)
+            after(first_offset_within(prev, p, 0))
         } else {
             Nanos::ZERO
         }
@@ -57,11 +59,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
         let retry = if cost > limit {
             None
         } else if curr + cost <= limit {
-            let at = start + first_offset_within(prev, p, limit - curr - cost);
-            Some(Nanos::new(at - now))
+            Some(after(first_offset_within(prev, p, limit - curr - cost)))
         } else {
-            let at = start + p + first_offset_within(curr, p, limit - cost);
-            Some(Nanos::new(at - now))
+            Some(after(p + first_offset_within(curr, p, limit - cost)))
         };
         (Decision::deny(limit, limit.saturating_sub(used), reset(prev, curr), retry), None)
     }
