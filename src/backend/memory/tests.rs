@@ -1,0 +1,218 @@
+//! Tests of the in-memory backend's own contracts: all-or-nothing sets,
+//! bounded memory, idle expiry, peek and reset, concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::{Policy, Quota};
+
+fn policy(name: &str, quota: Quota) -> Arc<Policy> {
+    Arc::new(Policy::new(name, quota))
+}
+
+fn at_secs(s: u64) -> Nanos {
+    Nanos::from_secs(1_700_000_000 + s)
+}
+
+#[test]
+fn a_denial_by_one_limit_consumes_nothing_from_the_others() {
+    let b = MemoryBackend::new();
+    let per_sec = policy("second", Quota::per_second(2));
+    let per_min = policy("minute", Quota::per_minute(3));
+    let mut set = LimitSet::new();
+    set.push(per_sec.clone(), Key::from("c"), 1);
+    set.push(per_min.clone(), Key::from("c"), 1);
+    let t = at_secs(0);
+    assert!(b.acquire_at(&set, t).allowed());
+    assert!(b.acquire_at(&set, t).allowed());
+    // The per-second limit denies the third: the minute must keep 1 left.
+    let third = b.acquire_at(&set, t);
+    assert!(!third.allowed());
+    assert!(third.decisions()[1].allowed);
+    let minute_alone = LimitSet::single(per_min, Key::from("c"), 1);
+    assert_eq!(b.peek_at(&minute_alone, t).decisions()[0].remaining, 1);
+    // A second later the set passes once more, then the minute denies.
+    assert!(b.acquire_at(&set, at_secs(1)).allowed());
+    let fifth = b.acquire_at(&set, at_secs(1));
+    assert!(!fifth.allowed());
+    assert!(!fifth.decisions()[1].allowed);
+}
+
+#[test]
+fn the_same_key_twice_in_a_set_counts_twice() {
+    let b = MemoryBackend::new();
+    let p = policy("p", Quota::per_minute(3));
+    let mut set = LimitSet::new();
+    set.push(p.clone(), Key::from("k"), 1);
+    set.push(p.clone(), Key::from("k"), 1);
+    assert!(b.acquire_at(&set, at_secs(0)).allowed());
+    // Two left before this set would take 2 more: 1 left, so it is denied.
+    assert!(!b.acquire_at(&set, at_secs(0)).allowed());
+    assert_eq!(b.peek_at(&LimitSet::single(p, Key::from("k"), 1), at_secs(0)).decisions()[0].remaining, 1);
+}
+
+#[test]
+fn a_shadow_limit_that_denies_does_not_block_the_set() {
+    let b = MemoryBackend::new();
+    let real = policy("real", Quota::per_minute(10));
+    let shadow = Arc::new(Policy::new("trial", Quota::per_minute(1)).shadow(true));
+    let mut set = LimitSet::new();
+    set.push(real.clone(), Key::from("k"), 1);
+    set.push(shadow, Key::from("k"), 1);
+    assert!(b.acquire_at(&set, at_secs(0)).allowed());
+    let second = b.acquire_at(&set, at_secs(0));
+    assert!(second.allowed());
+    assert!(!second.decisions()[1].allowed);
+    let real_only = LimitSet::single(real, Key::from("k"), 1);
+    assert_eq!(b.peek_at(&real_only, at_secs(0)).decisions()[0].remaining, 8);
+}
+
+#[test]
+fn peek_counts_nothing_and_reset_gives_the_quota_back() {
+    let b = MemoryBackend::builder()
+        .clock(crate::time::MonotonicClock::starting_at(at_secs(0)))
+        .build();
+    for alg in [Algorithm::Gcra, Algorithm::SlidingWindowLog, Algorithm::FixedWindow] {
+        let p = Arc::new(Policy::new("p", Quota::per_minute(2)).algorithm(alg));
+        let set = LimitSet::single(p, Key::from("k"), 1);
+        for _ in 0..5 {
+            let peeked = b.peek_at(&set, at_secs(0));
+            assert!(peeked.allowed());
+            assert_eq!(peeked.decisions()[0].remaining, 2, "{alg:?}");
+        }
+        assert!(b.acquire_at(&set, at_secs(0)).allowed());
+        assert!(b.acquire_at(&set, at_secs(0)).allowed());
+        let peeked = b.peek_at(&set, at_secs(0));
+        assert!(!peeked.allowed(), "{alg:?}");
+        assert_eq!(peeked.decisions()[0].remaining, 0);
+        b.run(&set, at_secs(0), Mode::Reset);
+        assert!(b.acquire_at(&set, at_secs(0)).allowed(), "{alg:?}");
+    }
+}
+
+#[test]
+fn idle_keys_are_swept_and_counted_as_fresh_before_that() {
+    let b = MemoryBackend::builder().max_keys(10_000).build();
+    let p = policy("p", Quota::per_second(1));
+    for i in 0..100u64 {
+        b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), at_secs(0));
+    }
+    assert_eq!(b.len(), 100);
+    // Two seconds later every key is idle; a sweep drops them all.
+    let now = at_secs(2).as_u64();
+    let dropped: usize = b.inner.shards.iter().map(|s| lock(s).sweep(now)).sum();
+    assert_eq!(dropped, 100);
+    assert!(b.is_empty());
+}
+
+#[test]
+fn growth_sweeps_keep_the_table_near_the_live_keys() {
+    let b = MemoryBackend::builder().max_keys(1_000_000).shards(1).build();
+    let p = policy("p", Quota::per_second(1));
+    // 50,000 one-off clients, one every 10 ms of a 1 s quota: at most ~100
+    // are live at any instant, so sweeps keep the table small.
+    for i in 0..50_000u64 {
+        let t = at_secs(0).saturating_add(Nanos::from_millis(10 * i));
+        b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t);
+    }
+    assert!(b.len() <= 2 * MIN_SWEEP_LEN, "{}", b.len());
+}
+
+#[test]
+fn a_flood_of_new_keys_cannot_push_a_limited_client_out() {
+    let b = MemoryBackend::builder().max_keys(1_000).shards(4).build();
+    let p = policy("p", Quota::per_hour(5));
+    let victim = LimitSet::single(p.clone(), Key::from("limited-client"), 1);
+    for _ in 0..5 {
+        assert!(b.acquire_at(&victim, at_secs(0)).allowed());
+    }
+    assert!(!b.acquire_at(&victim, at_secs(0)).allowed());
+    // One million distinct clients, spread over ten minutes.
+    for i in 0..1_000_000u64 {
+        let t = at_secs(0).saturating_add(Nanos::new(i * 600_000));
+        b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t);
+    }
+    assert!(b.len() <= 1_000 + 4, "bounded: {}", b.len());
+    assert!(!b.acquire_at(&victim, at_secs(600)).allowed(), "the limited client escaped");
+}
+
+#[test]
+fn a_full_table_shares_one_overflow_bucket_per_policy() {
+    let b = MemoryBackend::builder().max_keys(8).shards(1).build();
+    let p = policy("p", Quota::per_hour(3));
+    for i in 0..8u64 {
+        assert!(b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), at_secs(0)).allowed());
+    }
+    // The table is full of live keys: newcomers share one bucket of 3.
+    let admitted = (100..110u64)
+        .filter(|i| b.acquire_at(&LimitSet::single(p.clone(), Key::from(*i), 1), at_secs(1)).allowed())
+        .count();
+    assert_eq!(admitted, 3);
+    assert_eq!(b.len(), 9);
+}
+
+#[test]
+fn concurrent_checks_on_one_key_admit_exactly_the_limit() {
+    let b = MemoryBackend::new();
+    let p = policy("p", Quota::per_hour(1_000));
+    let set = LimitSet::single(p, Key::from("shared"), 1);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            let set = set.clone();
+            std::thread::spawn(move || {
+                (0..1_000)
+                    .filter(|_| b.acquire_at(&set, at_secs(0)).allowed())
+                    .count()
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    assert_eq!(total, 1_000);
+}
+
+#[test]
+fn concurrent_sets_spanning_shards_never_deadlock_and_stay_all_or_nothing() {
+    let b = MemoryBackend::builder().shards(8).build();
+    let a = policy("a", Quota::per_hour(500));
+    let c = policy("c", Quota::per_hour(700));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (b, a, c) = (b.clone(), a.clone(), c.clone());
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                for i in 0..1_000u64 {
+                    // Alternate the order so lock order matters.
+                    let mut set = LimitSet::new();
+                    if (i + t) % 2 == 0 {
+                        set.push(a.clone(), Key::from("x"), 1);
+                        set.push(c.clone(), Key::from("y"), 1);
+                    } else {
+                        set.push(c.clone(), Key::from("y"), 1);
+                        set.push(a.clone(), Key::from("x"), 1);
+                    }
+                    ok += usize::from(b.acquire_at(&set, at_secs(0)).allowed());
+                }
+                ok
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    assert_eq!(total, 500);
+    let c_only = LimitSet::single(c, Key::from("y"), 1);
+    assert_eq!(b.peek_at(&c_only, at_secs(0)).decisions()[0].remaining, 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_clock_follows_paused_tokio_time() {
+    let b = MemoryBackend::new();
+    let p = policy("p", Quota::per_second(1));
+    let set = LimitSet::single(p, Key::from("k"), 1);
+    assert!(b.acquire(&set).await.unwrap().allowed());
+    assert!(!b.acquire(&set).await.unwrap().allowed());
+    tokio::time::advance(Duration::from_millis(999)).await;
+    assert!(!b.acquire(&set).await.unwrap().allowed());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(b.acquire(&set).await.unwrap().allowed());
+}
