@@ -109,6 +109,35 @@ pub(crate) fn speaking<'a>(items: &[(&'a Policy, &'a Decision)]) -> Option<(&'a 
         })
 }
 
+/// Writes the rate-limit headers for `items` (each policy with its
+/// decision) into `headers`, as the layer does: for responses you build
+/// yourself around a [`Limiter`](crate::Limiter), and for tests.
+/// `denied` marks a 429: the denying limits' remaining is written as 0 and
+/// `Retry-After` and `Cache-Control: no-store` are added.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tollgate::{headers, HeaderStyle, Limiter, Policy, Quota, ResetFormat};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let limiter = Limiter::new(Quota::per_minute(10)).unwrap();
+/// let d = limiter.check("k", 1).await.unwrap();
+/// let mut h = HeaderMap::new();
+/// headers::write_headers(&mut h, HeaderStyle::Both, ResetFormat::DelaySeconds, &[(limiter.policy(), &d)], !d.allowed);
+/// assert_eq!(h["x-ratelimit-remaining"], "9");
+/// assert_eq!(h["ratelimit"], "\"default\";r=9;t=6");
+/// # }
+/// ```
+pub fn write_headers(
+    headers: &mut HeaderMap,
+    style: HeaderStyle,
+    reset: ResetFormat,
+    items: &[(&Policy, &Decision)],
+    denied: bool,
+) {
+    write(headers, HeaderConfig { style, reset }, items, denied)
+}
+
 /// Writes the headers of `style` for `items` into `headers`. `denied` says
 /// the response is a 429 (remaining is then written as 0 for the denying
 /// limits, and `Retry-After` and `Cache-Control` are added).

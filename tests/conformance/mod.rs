@@ -1,0 +1,270 @@
+//! The conformance table: scenarios (policies, algorithm, clock steps,
+//! costs) with the exact decisions and header values every backend must
+//! produce. A backend is correct when it passes the whole table; when two
+//! backends disagree, a scenario here pins the bug first.
+//!
+//! A backend is driven through a closure `(set, now) -> Outcome`, so the
+//! memory backend (`acquire_at`) and a real Redis (a script given the time)
+//! run the very same rows. Instants are offsets from `BASE`, a multiple of
+//! a minute since the Unix epoch, so clock-aligned windows line up.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use tollgate::key::Key;
+use tollgate::{headers, Algorithm, HeaderStyle, LimitSet, Nanos, Outcome, Policy, Quota, ResetFormat};
+
+/// 2023-11-14T22:14:00Z: a whole minute.
+pub const BASE: Nanos = Nanos::from_secs(1_700_000_040);
+
+const MS: u64 = 1_000_000;
+
+/// One request of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// Milliseconds after [`BASE`].
+    pub at_ms: u64,
+    /// Cost for every policy of the scenario.
+    pub cost: u64,
+    /// Whether the set passes.
+    pub allowed: bool,
+    /// Per policy: (allowed, remaining, reset_after ns, retry_after ns, delay ns).
+    pub decisions: &'static [(bool, u64, u64, Option<u64>, u64)],
+    /// `X-RateLimit-Remaining`, `X-RateLimit-Reset`, `Retry-After` ("-" for none).
+    pub legacy: [&'static str; 3],
+    /// `RateLimit`, or "" to derive it from `legacy` (single policy).
+    pub ietf: &'static str,
+}
+
+/// A scenario: policies checked together for one key, and its steps.
+pub struct Scenario {
+    pub name: &'static str,
+    pub policies: Vec<Policy>,
+    pub steps: Vec<Step>,
+}
+
+const fn allow(at_ms: u64, cost: u64, d: &'static [(bool, u64, u64, Option<u64>, u64)], legacy: [&'static str; 3]) -> Step {
+    Step {
+        at_ms,
+        cost,
+        allowed: true,
+        decisions: d,
+        legacy,
+        ietf: "",
+    }
+}
+
+const fn deny(at_ms: u64, cost: u64, d: &'static [(bool, u64, u64, Option<u64>, u64)], legacy: [&'static str; 3]) -> Step {
+    Step {
+        at_ms,
+        cost,
+        allowed: false,
+        decisions: d,
+        legacy,
+        ietf: "",
+    }
+}
+
+/// GCRA, token bucket and leaky bucket (policing) admit the same requests
+/// with the same numbers: one step list for the three.
+fn bucket_steps() -> Vec<Step> {
+    vec![
+        // 4/s: interval 250 ms, a full bucket spans 1 s.
+        allow(0, 1, &[(true, 3, 250 * MS, None, 0)], ["3", "1", "-"]),
+        allow(0, 1, &[(true, 2, 500 * MS, None, 0)], ["2", "1", "-"]),
+        allow(0, 1, &[(true, 1, 750 * MS, None, 0)], ["1", "1", "-"]),
+        allow(0, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+        deny(0, 1, &[(false, 0, 1000 * MS, Some(250 * MS), 0)], ["0", "1", "1"]),
+        deny(100, 1, &[(false, 0, 900 * MS, Some(150 * MS), 0)], ["0", "1", "1"]),
+        allow(250, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+        allow(1500, 1, &[(true, 3, 250 * MS, None, 0)], ["3", "1", "-"]),
+        allow(1500, 3, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+        // Cost 5 exceeds the bucket of 4: never admissible, no Retry-After.
+        deny(1600, 5, &[(false, 0, 900 * MS, None, 0)], ["0", "1", "-"]),
+        // Two and a half seconds idle: the bucket is full again.
+        allow(4000, 4, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+    ]
+}
+
+/// Every scenario.
+pub fn table() -> Vec<Scenario> {
+    let per_sec_4 = Quota::per_second(4);
+    vec![
+        Scenario {
+            name: "gcra",
+            policies: vec![Policy::new("gcra", per_sec_4).algorithm(Algorithm::Gcra)],
+            steps: bucket_steps(),
+        },
+        Scenario {
+            name: "token_bucket",
+            policies: vec![Policy::new("tb", per_sec_4).algorithm(Algorithm::TokenBucket)],
+            steps: bucket_steps(),
+        },
+        Scenario {
+            name: "leaky_bucket",
+            policies: vec![Policy::new("lb", per_sec_4).algorithm(Algorithm::LeakyBucket)],
+            steps: bucket_steps(),
+        },
+        Scenario {
+            name: "leaky_bucket_queue",
+            policies: vec![Policy::new("queue", per_sec_4).algorithm(Algorithm::LeakyBucketQueue {
+                max_delay: Duration::from_millis(600),
+            })],
+            steps: vec![
+                allow(0, 1, &[(true, 3, 250 * MS, None, 0)], ["3", "1", "-"]),
+                allow(0, 1, &[(true, 2, 500 * MS, None, 0)], ["2", "1", "-"]),
+                allow(0, 1, &[(true, 1, 750 * MS, None, 0)], ["1", "1", "-"]),
+                allow(0, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+                // Queued: passed on after 250 and 500 ms.
+                allow(0, 1, &[(true, 0, 1250 * MS, None, 250 * MS)], ["0", "2", "-"]),
+                allow(0, 1, &[(true, 0, 1500 * MS, None, 500 * MS)], ["0", "2", "-"]),
+                // A 750 ms wait is over the 600 ms maximum.
+                deny(0, 1, &[(false, 0, 1500 * MS, Some(150 * MS), 0)], ["0", "2", "1"]),
+                allow(200, 1, &[(true, 0, 1550 * MS, None, 550 * MS)], ["0", "2", "-"]),
+                deny(200, 5, &[(false, 0, 1550 * MS, None, 0)], ["0", "2", "-"]),
+            ],
+        },
+        Scenario {
+            name: "fixed_window",
+            policies: vec![Policy::new("fixed", Quota::per_second(3)).algorithm(Algorithm::FixedWindow)],
+            steps: vec![
+                allow(100, 1, &[(true, 2, 900 * MS, None, 0)], ["2", "1", "-"]),
+                allow(200, 1, &[(true, 1, 800 * MS, None, 0)], ["1", "1", "-"]),
+                allow(300, 1, &[(true, 0, 700 * MS, None, 0)], ["0", "1", "-"]),
+                deny(999, 1, &[(false, 0, MS, Some(MS), 0)], ["0", "1", "1"]),
+                allow(1000, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),
+                allow(1500, 2, &[(true, 0, 500 * MS, None, 0)], ["0", "1", "-"]),
+                deny(1600, 4, &[(false, 0, 400 * MS, None, 0)], ["0", "1", "-"]),
+            ],
+        },
+        Scenario {
+            // The key "client-a" hashes to an offset of 50.933101820 s in a
+            // minute: its windows start at hh:mm:50.933101820.
+            name: "fixed_window_staggered",
+            policies: vec![Policy::new("staggered", Quota::per_minute(2)).algorithm(Algorithm::FixedWindowStaggered)],
+            steps: vec![
+                allow(0, 1, &[(true, 1, 50_933_101_820, None, 0)], ["1", "51", "-"]),
+                allow(0, 1, &[(true, 0, 50_933_101_820, None, 0)], ["0", "51", "-"]),
+                deny(50_000, 1, &[(false, 0, 933_101_820, Some(933_101_820), 0)], ["0", "1", "1"]),
+                allow(51_000, 1, &[(true, 1, 59_933_101_820, None, 0)], ["1", "60", "-"]),
+            ],
+        },
+        Scenario {
+            name: "sliding_window",
+            policies: vec![Policy::new("sliding", per_sec_4).algorithm(Algorithm::SlidingWindow)],
+            steps: vec![
+                allow(100, 1, &[(true, 3, 900_000_001, None, 0)], ["3", "1", "-"]),
+                allow(200, 1, &[(true, 2, 1_300_000_001, None, 0)], ["2", "2", "-"]),
+                allow(300, 1, &[(true, 1, 1_366_666_667, None, 0)], ["1", "2", "-"]),
+                allow(400, 1, &[(true, 0, 1_350_000_001, None, 0)], ["0", "2", "-"]),
+                // Full until one nanosecond into the next window.
+                deny(500, 1, &[(false, 0, 1_250_000_001, Some(500_000_001), 0)], ["0", "2", "1"]),
+                // At 1.25 s the previous window still weighs floor(4 × 0.75) = 3.
+                allow(1250, 1, &[(true, 0, 750_000_001, None, 0)], ["0", "1", "-"]),
+                deny(1250, 1, &[(false, 0, 750_000_001, Some(1), 0)], ["0", "1", "1"]),
+                allow(1600, 1, &[(true, 1, 900_000_001, None, 0)], ["1", "1", "-"]),
+                deny(1600, 5, &[(false, 1, 900_000_001, None, 0)], ["0", "1", "-"]),
+            ],
+        },
+        Scenario {
+            name: "sliding_window_log",
+            policies: vec![Policy::new("log", Quota::per_second(3)).algorithm(Algorithm::SlidingWindowLog)],
+            steps: vec![
+                allow(0, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),
+                allow(400, 1, &[(true, 1, 1000 * MS, None, 0)], ["1", "1", "-"]),
+                allow(800, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+                deny(999, 1, &[(false, 0, 801 * MS, Some(MS), 0)], ["0", "1", "1"]),
+                allow(1000, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
+                deny(1000, 2, &[(false, 0, 1000 * MS, Some(800 * MS), 0)], ["0", "1", "1"]),
+                deny(1500, 4, &[(false, 1, 500 * MS, None, 0)], ["0", "1", "-"]),
+            ],
+        },
+        Scenario {
+            // Two limits checked together: a denial by either consumes
+            // nothing from the other.
+            name: "all_or_nothing",
+            policies: vec![
+                Policy::new("second", Quota::per_second(2)),
+                Policy::new("minute", Quota::per_minute(3)),
+            ],
+            steps: vec![
+                Step {
+                    ietf: "\"second\";r=1;t=1, \"minute\";r=2;t=20",
+                    ..allow(0, 1, &[(true, 1, 500 * MS, None, 0), (true, 2, 20_000 * MS, None, 0)], ["1", "1", "-"])
+                },
+                Step {
+                    ietf: "\"second\";r=0;t=1, \"minute\";r=1;t=40",
+                    ..allow(0, 1, &[(true, 0, 1000 * MS, None, 0), (true, 1, 40_000 * MS, None, 0)], ["0", "1", "-"])
+                },
+                Step {
+                    ietf: "\"second\";r=0;t=1, \"minute\";r=0;t=60",
+                    ..deny(0, 1, &[(false, 0, 1000 * MS, Some(500 * MS), 0), (true, 0, 60_000 * MS, None, 0)], ["0", "1", "1"])
+                },
+                // The minute was not charged for the denied request.
+                Step {
+                    ietf: "\"second\";r=1;t=1, \"minute\";r=0;t=59",
+                    ..allow(1000, 1, &[(true, 1, 500 * MS, None, 0), (true, 0, 59_000 * MS, None, 0)], ["0", "59", "-"])
+                },
+                Step {
+                    ietf: "\"second\";r=0;t=1, \"minute\";r=0;t=59",
+                    ..deny(1000, 1, &[(true, 0, 1000 * MS, None, 0), (false, 0, 59_000 * MS, Some(19_000 * MS), 0)], ["0", "59", "19"])
+                },
+                // And the second was not charged for that one.
+                Step {
+                    ietf: "\"second\";r=0;t=1, \"minute\";r=0;t=59",
+                    ..deny(1000, 1, &[(true, 0, 1000 * MS, None, 0), (false, 0, 59_000 * MS, Some(19_000 * MS), 0)], ["0", "59", "19"])
+                },
+            ],
+        },
+    ]
+}
+
+/// Runs every scenario through `acquire`, a backend driven at explicit
+/// instants; panics with the scenario, step and field on the first
+/// difference.
+pub fn run_table(mut acquire: impl FnMut(&LimitSet, Nanos) -> Outcome) {
+    for scenario in table() {
+        let policies: Vec<Arc<Policy>> = scenario.policies.into_iter().map(Arc::new).collect();
+        for p in &policies {
+            p.validate().unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+        }
+        for (i, step) in scenario.steps.iter().enumerate() {
+            let at = format!("{} step {} (t={} ms, cost {})", scenario.name, i, step.at_ms, step.cost);
+            let mut set = LimitSet::new();
+            for p in &policies {
+                set.push(p.clone(), Key::from("client-a"), step.cost);
+            }
+            let now = BASE.saturating_add(Nanos::from_millis(step.at_ms));
+            let outcome = acquire(&set, now);
+            assert_eq!(outcome.allowed(), step.allowed, "{at}: allowed");
+            assert_eq!(outcome.decisions().len(), step.decisions.len(), "{at}: decisions");
+            for (j, (d, want)) in outcome.decisions().iter().zip(step.decisions).enumerate() {
+                let got = (d.allowed, d.remaining, d.reset_after.as_u64(), d.retry_after.map(|r| r.as_u64()), d.delay.as_u64());
+                assert_eq!(got, *want, "{at}: policy {j} (allowed, remaining, reset ns, retry ns, delay ns)");
+            }
+            let items: Vec<(&Policy, &tollgate::Decision)> =
+                policies.iter().map(|p| &**p).zip(outcome.decisions()).collect();
+            let mut h = HeaderMap::new();
+            headers::write_headers(&mut h, HeaderStyle::Both, ResetFormat::DelaySeconds, &items, !outcome.allowed());
+            let header = |name: &str| h.get(name).map_or("-".to_owned(), |v| v.to_str().unwrap_or("?").to_owned());
+            let legacy = [
+                header("x-ratelimit-remaining"),
+                header("x-ratelimit-reset"),
+                header("retry-after"),
+            ];
+            assert_eq!(legacy, step.legacy.map(str::to_owned), "{at}: X-RateLimit-Remaining, -Reset, Retry-After");
+            let ietf = if step.ietf.is_empty() {
+                format!("\"{}\";r={};t={}", policies[0].name(), step.legacy[0], step.legacy[1])
+            } else {
+                step.ietf.to_owned()
+            };
+            assert_eq!(header("ratelimit"), ietf, "{at}: RateLimit");
+            if !outcome.allowed() {
+                assert_eq!(header("cache-control"), "no-store", "{at}");
+            }
+        }
+    }
+}
