@@ -1,3 +1,207 @@
-// Temporary file created by the lead engineer so Cargo.toml parses while
-// the benchmark is being written: overwrite it freely.
-fn main() {}
+//! The cost of rate limiting on the HTTP path: tollgate's layer against
+//! tower_governor and axum-governor on the same axum app.
+//!
+//! What is measured: one request through an axum `Router` (`GET /` answering
+//! `"hello"`), driven with `tower::ServiceExt::oneshot` on a clone of the
+//! router, on a current-thread tokio runtime, with the peer address put into
+//! the request extensions as `ConnectInfo<SocketAddr>` (what
+//! `into_make_service_with_connect_info` does). Each iteration builds the
+//! request, calls the service and reads the whole response body. No sockets:
+//! this is the middleware's cost, not the network's.
+//!
+//! Groups (peers side by side, so ratios come from one run):
+//! - `allow_path`: the bare router, then the router with each limiter set to
+//!   a quota the run never exhausts (1e9 per second, burst 1e9). The added
+//!   cost of a limiter is its figure minus `bare`. tollgate emits both header
+//!   sets by default (`X-RateLimit-*` and IETF `RateLimit`/`RateLimit-Policy`);
+//!   tower_governor adds no header on an allowed request unless
+//!   `.use_headers()` (then `x-ratelimit-limit`/`-remaining`), so it is
+//!   measured both ways; axum-governor always adds both header sets.
+//! - `deny_path`: each limiter at one request per hour, its one request
+//!   spent before measuring, so every measured request is answered 429:
+//!   the cost of one rejection (tollgate answers problem+json).
+//!
+//! Allow and deny limiters are separate instances with separate client
+//! addresses, so an allow-path limiter never denies. The status of every
+//! measured response is checked; a surprise is reported on stderr.
+//!
+//! Run: `cargo bench --bench http -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use axum::Router;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+/// The quota of the allow path, as requests per second (burst the same).
+const ALLOW_PER_SECOND: u32 = 1_000_000_000;
+
+/// The client of the allow path.
+const ALLOW_PEER: &str = "10.0.0.1:40000";
+/// The client of the deny path.
+const DENY_PEER: &str = "10.0.0.2:40000";
+
+fn peer(addr: &str) -> SocketAddr {
+    addr.parse().expect("a socket address")
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("not zero")
+}
+
+fn app() -> Router {
+    Router::new().route("/", get(|| async { "hello" }))
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// One request: build it, call a clone of the router, read the body.
+async fn call(router: &Router, peer: SocketAddr) -> StatusCode {
+    let mut request = Request::builder()
+        .uri("/")
+        .body(Body::empty())
+        .expect("a request");
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let response = match router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body is readable")
+        .to_bytes();
+    black_box(body);
+    status
+}
+
+/// Benchmarks `router` for `peer` in `group` as `id`, after checking (and,
+/// for the deny path, causing) the status every measured call must get.
+fn bench_router(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: &str,
+    router: &Router,
+    peer: SocketAddr,
+    expected: StatusCode,
+) {
+    if expected == StatusCode::TOO_MANY_REQUESTS {
+        let first = rt.block_on(call(router, peer));
+        assert_eq!(first, StatusCode::OK, "{id}: the warm-up request");
+    }
+    let status = rt.block_on(call(router, peer));
+    assert_eq!(status, expected, "{id}: status before measuring");
+
+    let unexpected = AtomicU64::new(0);
+    group.bench_function(id, |b| {
+        b.to_async(rt).iter(|| async {
+            if call(router, peer).await != expected {
+                unexpected.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
+    let unexpected = unexpected.into_inner();
+    if unexpected > 0 {
+        eprintln!("WARNING {id}: {unexpected} responses were not {expected}");
+    }
+}
+
+/// tollgate with every default but the quota.
+fn tollgate(quota: tollgate::Quota) -> Router {
+    app().layer(tollgate::RateLimitLayer::new(quota))
+}
+
+/// tower_governor keyed by peer IP, one token every `period`, `burst`
+/// at once, without `.use_headers()`.
+fn tower_governor_plain(period: Duration, burst: u32) -> Router {
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .period(period)
+        .burst_size(burst)
+        .finish()
+        .expect("a valid tower_governor config");
+    app().layer(tower_governor::GovernorLayer::new(config))
+}
+
+/// tower_governor as above, with `.use_headers()`.
+fn tower_governor_headers(period: Duration, burst: u32) -> Router {
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .period(period)
+        .burst_size(burst)
+        .use_headers()
+        .finish()
+        .expect("a valid tower_governor config");
+    app().layer(tower_governor::GovernorLayer::new(config))
+}
+
+/// axum-governor keyed by peer IP with `quota`, every other default. Built
+/// inside the runtime: its layer spawns its garbage-collection task there.
+fn axum_governor(rt: &Runtime, quota: axum_governor::Quota) -> Router {
+    let config = axum_governor::GovernorConfigBuilder::default()
+        .with_extractor(axum_governor::extractor::PeerIp::default())
+        .expect_connect_info()
+        .quota_default(quota)
+        .finish()
+        .expect("a valid axum-governor config");
+    let layer = rt.block_on(async { axum_governor::GovernorLayer::new(config) });
+    app().layer(layer)
+}
+
+fn allow_path(c: &mut Criterion) {
+    let rt = runtime();
+    let peer = peer(ALLOW_PEER);
+    let ok = StatusCode::OK;
+    let burst = ALLOW_PER_SECOND;
+    let period = Duration::from_secs(1) / ALLOW_PER_SECOND;
+    let mut group = c.benchmark_group("allow_path");
+
+    bench_router(&mut group, &rt, "bare", &app(), peer, ok);
+    let quota = tollgate::Quota::new(u64::from(ALLOW_PER_SECOND), Duration::from_secs(1));
+    bench_router(&mut group, &rt, "tollgate", &tollgate(quota), peer, ok);
+    let router = tower_governor_plain(period, burst);
+    bench_router(&mut group, &rt, "tower_governor", &router, peer, ok);
+    let router = tower_governor_headers(period, burst);
+    bench_router(&mut group, &rt, "tower_governor_headers", &router, peer, ok);
+    let quota = axum_governor::Quota::requests_per_second(nonzero(ALLOW_PER_SECOND));
+    let router = axum_governor(&rt, quota);
+    bench_router(&mut group, &rt, "axum_governor", &router, peer, ok);
+    group.finish();
+}
+
+fn deny_path(c: &mut Criterion) {
+    let rt = runtime();
+    let peer = peer(DENY_PEER);
+    let denied = StatusCode::TOO_MANY_REQUESTS;
+    let hour = Duration::from_secs(3600);
+    let mut group = c.benchmark_group("deny_path");
+
+    let router = tollgate(tollgate::Quota::per_hour(1));
+    bench_router(&mut group, &rt, "tollgate", &router, peer, denied);
+    let router = tower_governor_plain(hour, 1);
+    bench_router(&mut group, &rt, "tower_governor", &router, peer, denied);
+    let router = tower_governor_headers(hour, 1);
+    bench_router(&mut group, &rt, "tower_governor_headers", &router, peer, denied);
+    let quota = axum_governor::Quota::requests_per_hour(nonzero(1));
+    let router = axum_governor(&rt, quota);
+    bench_router(&mut group, &rt, "axum_governor", &router, peer, denied);
+    group.finish();
+}
+
+criterion_group!(benches, allow_path, deny_path);
+criterion_main!(benches);
