@@ -196,7 +196,14 @@ fn deny_path(c: &mut Criterion) {
     let router = tower_governor_plain(hour, 1);
     bench_router(&mut group, &rt, "tower_governor", &router, peer, denied);
     let router = tower_governor_headers(hour, 1);
-    bench_router(&mut group, &rt, "tower_governor_headers", &router, peer, denied);
+    bench_router(
+        &mut group,
+        &rt,
+        "tower_governor_headers",
+        &router,
+        peer,
+        denied,
+    );
     let quota = axum_governor::Quota::requests_per_hour(nonzero(1));
     let router = axum_governor(&rt, quota);
     bench_router(&mut group, &rt, "axum_governor", &router, peer, denied);

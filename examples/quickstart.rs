@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let port: u16 = match std::env::var("PORT") {
-        Ok(p) => p.parse().map_err(|e| format!("PORT={p:?} is not a port number: {e}"))?,
+        Ok(p) => p
+            .parse()
+            .map_err(|e| format!("PORT={p:?} is not a port number: {e}"))?,
         Err(_) => 3000,
     };
     if std::env::var_os("REDIS_URL").is_some() {
@@ -54,7 +56,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!("tollgate quickstart on http://{addr}/ (RATE_LIMIT=off: no limit)");
     }
-    println!("try: for i in $(seq 7); do curl -si http://127.0.0.1:{}/ | head -1; done", addr.port());
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    println!(
+        "try: for i in $(seq 7); do curl -si http://127.0.0.1:{}/ | head -1; done",
+        addr.port()
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -90,7 +90,9 @@ pub(crate) struct HeaderConfig {
 /// The decision that speaks for `X-RateLimit-*`: on a denial the denying
 /// limit with the longest wait; otherwise the one with the fewest remaining
 /// (ties: the later reset).
-pub(crate) fn speaking<'a>(items: &[(&'a Policy, &'a Decision)]) -> Option<(&'a Policy, &'a Decision)> {
+pub(crate) fn speaking<'a>(
+    items: &[(&'a Policy, &'a Decision)],
+) -> Option<(&'a Policy, &'a Decision)> {
     let denied = items.iter().any(|(_, d)| !d.allowed);
     items
         .iter()
@@ -141,15 +143,26 @@ pub fn write_headers(
 /// Writes the headers of `style` for `items` into `headers`. `denied` says
 /// the response is a 429 (remaining is then written as 0 for the denying
 /// limits, and `Retry-After` and `Cache-Control` are added).
-pub(crate) fn write(headers: &mut HeaderMap, config: HeaderConfig, items: &[(&Policy, &Decision)], denied: bool) {
+pub(crate) fn write(
+    headers: &mut HeaderMap,
+    config: HeaderConfig,
+    items: &[(&Policy, &Decision)],
+    denied: bool,
+) {
     let Some((policy, decision)) = speaking(items) else {
         return;
     };
     let remaining = |d: &Decision| if d.allowed { d.remaining } else { 0 };
     match config.style {
         HeaderStyle::Both | HeaderStyle::Legacy => {
-            headers.insert(X_RATELIMIT_LIMIT.clone(), policy.limit_header_value().clone());
-            headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining(decision)));
+            headers.insert(
+                X_RATELIMIT_LIMIT.clone(),
+                policy.limit_header_value().clone(),
+            );
+            headers.insert(
+                X_RATELIMIT_REMAINING.clone(),
+                HeaderValue::from(remaining(decision)),
+            );
             let reset = decision.reset_after.as_secs_ceil();
             let reset = match config.reset {
                 ResetFormat::DelaySeconds => reset,
@@ -188,7 +201,10 @@ pub(crate) fn write(headers: &mut HeaderMap, config: HeaderConfig, items: &[(&Po
         }
         HeaderStyle::Draft6 => {
             headers.insert(RATELIMIT_LIMIT.clone(), policy.limit_header_value().clone());
-            headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining(decision)));
+            headers.insert(
+                RATELIMIT_REMAINING.clone(),
+                HeaderValue::from(remaining(decision)),
+            );
             headers.insert(
                 RATELIMIT_RESET.clone(),
                 HeaderValue::from(decision.reset_after.as_secs_ceil()),
@@ -270,7 +286,12 @@ mod tests {
         if allowed {
             Decision::allow(10, remaining, Nanos::from_millis(reset_ms))
         } else {
-            Decision::deny(10, remaining, Nanos::from_millis(reset_ms), retry_ms.map(Nanos::from_millis))
+            Decision::deny(
+                10,
+                remaining,
+                Nanos::from_millis(reset_ms),
+                retry_ms.map(Nanos::from_millis),
+            )
         }
     }
 
@@ -306,10 +327,18 @@ mod tests {
         let da = decision(true, 7, 1_000, None);
         let db = decision(true, 2, 80_000_000, None);
         let mut h = HeaderMap::new();
-        write(&mut h, HeaderConfig::default(), &[(&a, &da), (&b, &db)], false);
+        write(
+            &mut h,
+            HeaderConfig::default(),
+            &[(&a, &da), (&b, &db)],
+            false,
+        );
         assert_eq!(h["x-ratelimit-limit"], "100");
         assert_eq!(h["x-ratelimit-remaining"], "2");
-        assert_eq!(h["ratelimit-policy"], "\"minute\";q=10;w=60, \"day\";q=100;w=86400");
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"minute\";q=10;w=60, \"day\";q=100;w=86400"
+        );
         assert_eq!(h["ratelimit"], "\"minute\";r=7;t=1, \"day\";r=2;t=80000");
     }
 
@@ -358,7 +387,10 @@ mod tests {
         };
         write(&mut h, cfg, &[(&p, &d)], false);
         let reset: u64 = h["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!((now + 5..=now + 8).contains(&reset), "{reset} vs {now}");
     }
 

@@ -340,7 +340,9 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `.quota(..)` was not called.
-    #[error("no quota: call .quota(Quota::per_minute(60)) (or parse one: \"60/m\") on the builder")]
+    #[error(
+        "no quota: call .quota(Quota::per_minute(60)) (or parse one: \"60/m\") on the builder"
+    )]
     MissingQuota,
     /// A policy cannot be enforced.
     #[error(transparent)]

@@ -213,7 +213,9 @@ impl FromStr for Quota {
         let (rate, burst) = match s.split_once(" burst ") {
             Some((rate, burst)) => {
                 let b = burst.trim();
-                let b: u64 = b.parse().map_err(|_| bad(b, "the burst is not a whole number"))?;
+                let b: u64 = b
+                    .parse()
+                    .map_err(|_| bad(b, "the burst is not a whole number"))?;
                 (rate.trim(), Some(b))
             }
             None => (s, None),
@@ -291,7 +293,9 @@ pub enum QuotaError {
     #[error("the period {0:?} is shorter than 1 ms")]
     PeriodTooShort(Duration),
     /// The period is longer than [`MAX_PERIOD`].
-    #[error("the period {0:?} is longer than 366 days; was a count of milliseconds given as seconds?")]
+    #[error(
+        "the period {0:?} is longer than 366 days; was a count of milliseconds given as seconds?"
+    )]
     PeriodTooLong(Duration),
     /// More than one request per nanosecond.
     #[error("{limit} per {period:?} is more than one request per nanosecond")]
@@ -356,14 +360,23 @@ mod tests {
     #[test]
     fn parse_errors_name_the_bad_part() {
         let err = "ten/s".parse::<Quota>().unwrap_err().to_string();
-        assert!(err.contains("\"ten\"") && err.contains("accepted forms"), "{err}");
+        assert!(
+            err.contains("\"ten\"") && err.contains("accepted forms"),
+            "{err}"
+        );
         let err = "10/fortnight".parse::<Quota>().unwrap_err().to_string();
-        assert!(err.contains("\"fortnight\"") && err.contains("unknown period unit"), "{err}");
+        assert!(
+            err.contains("\"fortnight\"") && err.contains("unknown period unit"),
+            "{err}"
+        );
         let err = "10 per second".parse::<Quota>().unwrap_err().to_string();
         assert!(err.contains("missing '/'"), "{err}");
         let err = "10/".parse::<Quota>().unwrap_err().to_string();
         assert!(err.contains("no unit"), "{err}");
-        let err = "10/99999999999999999999s".parse::<Quota>().unwrap_err().to_string();
+        let err = "10/99999999999999999999s"
+            .parse::<Quota>()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("too large"), "{err}");
         let err = "10/s burst lots".parse::<Quota>().unwrap_err().to_string();
         assert!(err.contains("\"lots\""), "{err}");
@@ -404,6 +417,9 @@ mod tests {
 
     #[test]
     fn emission_interval_rounds_down() {
-        assert_eq!(Quota::per_second(3).emission_interval(), Nanos::new(333_333_333));
+        assert_eq!(
+            Quota::per_second(3).emission_interval(),
+            Nanos::new(333_333_333)
+        );
     }
 }

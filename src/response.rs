@@ -17,7 +17,8 @@ use crate::policy::Policy;
 use crate::time::Nanos;
 
 /// The problem type of a 429, registered by the rate-limit headers draft.
-pub const QUOTA_EXCEEDED_TYPE: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
+pub const QUOTA_EXCEEDED_TYPE: &str =
+    "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
 /// The content type of problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -199,14 +200,19 @@ impl RateLimited {
             Some(r) => {
                 let _ = write!(detail, ". Retry in {} s.", r.as_secs_ceil());
             }
-            None => detail.push_str(". This request costs more than the whole quota and cannot be admitted."),
+            None => detail
+                .push_str(". This request costs more than the whole quota and cannot be admitted."),
         }
         Problem {
             status: StatusCode::TOO_MANY_REQUESTS,
             type_uri: Cow::Borrowed(QUOTA_EXCEEDED_TYPE),
             title: Cow::Borrowed("Too Many Requests"),
             detail: Cow::Owned(detail),
-            violated: self.violated.iter().map(|(p, _)| p.name().to_owned()).collect(),
+            violated: self
+                .violated
+                .iter()
+                .map(|(p, _)| p.name().to_owned())
+                .collect(),
         }
     }
 }

@@ -106,7 +106,11 @@ where
                 return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
             }
             Extracted::Reject(problem) => {
-                tracing::debug!(status = problem.status().as_u16(), title = problem.title(), "tollgate: request rejected by key extraction");
+                tracing::debug!(
+                    status = problem.status().as_u16(),
+                    title = problem.title(),
+                    "tollgate: request rejected by key extraction"
+                );
                 return ResponseFuture::done(problem.to_response(), tracing::Span::none());
             }
         };
@@ -120,7 +124,8 @@ where
         let req = Request::from_parts(parts, body);
         match shared.backend.acquire(&set) {
             Acquire::Ready { result } => {
-                let result = result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
+                let result =
+                    result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
                 let _entered = span.enter();
                 match decide(shared, result, set) {
                     Verdict::Pass(checked) => {
@@ -149,7 +154,7 @@ where
                     state: State::Waiting {
                         acquire: future,
                         pending: Some(Pending { inner, req, set }),
-                            shared: self.shared.clone(),
+                        shared: self.shared.clone(),
                     },
                     span,
                 }
@@ -178,7 +183,11 @@ enum Verdict {
 
 /// Turns a backend result into a verdict: headers, shadow mode, 429s and
 /// the fail mode all live here, shared by the ready and the pending paths.
-fn decide<K, B>(shared: &Shared<K, B>, result: Result<Outcome, BackendError>, set: LimitSet) -> Verdict {
+fn decide<K, B>(
+    shared: &Shared<K, B>,
+    result: Result<Outcome, BackendError>,
+    set: LimitSet,
+) -> Verdict {
     let outcome = match result {
         Ok(outcome) => {
             shared.backend_recovered();
@@ -207,7 +216,14 @@ fn decide<K, B>(shared: &Shared<K, B>, result: Result<Outcome, BackendError>, se
     };
     if checked.outcome.allowed() && !shared.shadow {
         let shadow_denied = checked.outcome.decisions().iter().any(|d| !d.allowed);
-        tracing::Span::current().record("outcome", if shadow_denied { "shadow_denied" } else { "allowed" });
+        tracing::Span::current().record(
+            "outcome",
+            if shadow_denied {
+                "shadow_denied"
+            } else {
+                "allowed"
+            },
+        );
         if shadow_denied {
             report_shadow(&checked);
         }
@@ -215,7 +231,8 @@ fn decide<K, B>(shared: &Shared<K, B>, result: Result<Outcome, BackendError>, se
     }
     if shared.shadow {
         let denied = !checked.outcome.allowed();
-        tracing::Span::current().record("outcome", if denied { "shadow_denied" } else { "allowed" });
+        tracing::Span::current()
+            .record("outcome", if denied { "shadow_denied" } else { "allowed" });
         if denied {
             report_shadow(&checked);
         }
@@ -382,7 +399,12 @@ where
                     shared,
                 } => {
                     let result = ready!(acquire.poll(cx));
-                    let Some(Pending { mut inner, req, set }) = pending.take() else {
+                    let Some(Pending {
+                        mut inner,
+                        req,
+                        set,
+                    }) = pending.take()
+                    else {
                         return Poll::Ready(Ok(internal_error()));
                     };
                     match shared.decide(result, set) {

@@ -18,7 +18,9 @@ use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 
 use tollgate::key::{self, Key};
-use tollgate::{Algorithm, ConfigError, HeaderStyle, Quota, QuotaError, RateLimitLayer, ResetFormat};
+use tollgate::{
+    Algorithm, ConfigError, HeaderStyle, Quota, QuotaError, RateLimitLayer, ResetFormat,
+};
 
 fn app(layer: RateLimitLayer<impl tollgate::key::KeyExtractor, tollgate::MemoryBackend>) -> Router {
     Router::new()
@@ -56,7 +58,10 @@ async fn denies_the_sixth_request_in_a_minute_with_headers_and_problem_json() {
         assert_eq!(h["x-ratelimit-limit"], "5");
         assert_eq!(h["x-ratelimit-remaining"], (4 - i).to_string().as_str());
         assert_eq!(h["ratelimit-policy"], "\"default\";q=5;w=60");
-        assert_eq!(h["ratelimit"], format!("\"default\";r={};t={}", 4 - i, 12 * (i + 1)).as_str());
+        assert_eq!(
+            h["ratelimit"],
+            format!("\"default\";r={};t={}", 4 - i, 12 * (i + 1)).as_str()
+        );
     }
     let res = app.clone().oneshot(from("203.0.113.7")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -67,18 +72,42 @@ async fn denies_the_sixth_request_in_a_minute_with_headers_and_problem_json() {
     assert_eq!(h["x-ratelimit-remaining"], "0");
     assert_eq!(h["x-ratelimit-reset"], "60");
     let body = body_json(res).await;
-    assert_eq!(body["type"], "https://iana.org/assignments/http-problem-types#quota-exceeded");
+    assert_eq!(
+        body["type"],
+        "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    );
     assert_eq!(body["title"], "Too Many Requests");
     assert_eq!(body["status"], 429);
     assert_eq!(body["violated-policies"], serde_json::json!(["default"]));
     assert!(body["detail"].as_str().unwrap().contains("Retry in 12 s"));
 
     // Another client is not affected; the first is admitted again after 12 s.
-    assert_eq!(app.clone().oneshot(from("203.0.113.8")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.clone()
+            .oneshot(from("203.0.113.8"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     tokio::time::advance(Duration::from_secs(11)).await;
-    assert_eq!(app.clone().oneshot(from("203.0.113.7")).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.clone()
+            .oneshot(from("203.0.113.7"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(app.clone().oneshot(from("203.0.113.7")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.clone()
+            .oneshot(from("203.0.113.7"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,23 +131,73 @@ async fn no_peer_address_is_a_500_naming_the_fix_not_a_panic() {
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         let body = body_json(res).await;
-        assert!(body["detail"].as_str().unwrap().contains("into_make_service_with_connect_info"));
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("into_make_service_with_connect_info"));
     }
 }
 
 #[tokio::test]
 async fn ipv6_clients_in_one_64_share_a_bucket_and_mapped_ipv4_is_ipv4() {
     let app = app(RateLimitLayer::new(Quota::per_minute(2)));
-    assert_eq!(app.clone().oneshot(from_v6("2001:db8:0:1::1")).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(app.clone().oneshot(from_v6("2001:db8:0:1:ffff::2")).await.unwrap().status(), StatusCode::OK);
-    let third = app.clone().oneshot(from_v6("2001:db8:0:1:dead:beef::3")).await.unwrap();
-    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS, "rotating inside a /64 must not escape");
-    assert_eq!(app.clone().oneshot(from_v6("2001:db8:0:2::1")).await.unwrap().status(), StatusCode::OK);
-
-    assert_eq!(app.clone().oneshot(from("192.0.2.50")).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(app.clone().oneshot(from_v6("::ffff:192.0.2.50")).await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        app.clone().oneshot(from("192.0.2.50")).await.unwrap().status(),
+        app.clone()
+            .oneshot(from_v6("2001:db8:0:1::1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(from_v6("2001:db8:0:1:ffff::2"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let third = app
+        .clone()
+        .oneshot(from_v6("2001:db8:0:1:dead:beef::3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        third.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "rotating inside a /64 must not escape"
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(from_v6("2001:db8:0:2::1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        app.clone()
+            .oneshot(from("192.0.2.50"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(from_v6("::ffff:192.0.2.50"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(from("192.0.2.50"))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
 }
@@ -126,14 +205,38 @@ async fn ipv6_clients_in_one_64_share_a_bucket_and_mapped_ipv4_is_ipv4() {
 #[tokio::test]
 async fn header_style_switches() {
     let cases: [(HeaderStyle, &[&str], &[&str]); 5] = [
-        (HeaderStyle::Legacy, &["x-ratelimit-limit"], &["ratelimit", "ratelimit-policy"]),
-        (HeaderStyle::Ietf, &["ratelimit", "ratelimit-policy"], &["x-ratelimit-limit"]),
-        (HeaderStyle::Draft6, &["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"], &["x-ratelimit-limit"]),
-        (HeaderStyle::Draft7, &["ratelimit", "ratelimit-policy"], &["ratelimit-limit"]),
-        (HeaderStyle::None, &[], &["x-ratelimit-limit", "ratelimit", "ratelimit-policy"]),
+        (
+            HeaderStyle::Legacy,
+            &["x-ratelimit-limit"],
+            &["ratelimit", "ratelimit-policy"],
+        ),
+        (
+            HeaderStyle::Ietf,
+            &["ratelimit", "ratelimit-policy"],
+            &["x-ratelimit-limit"],
+        ),
+        (
+            HeaderStyle::Draft6,
+            &["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
+            &["x-ratelimit-limit"],
+        ),
+        (
+            HeaderStyle::Draft7,
+            &["ratelimit", "ratelimit-policy"],
+            &["ratelimit-limit"],
+        ),
+        (
+            HeaderStyle::None,
+            &[],
+            &["x-ratelimit-limit", "ratelimit", "ratelimit-policy"],
+        ),
     ];
     for (style, present, absent) in cases {
-        let layer = RateLimitLayer::builder().quota(Quota::per_minute(5)).headers(style).build().unwrap();
+        let layer = RateLimitLayer::builder()
+            .quota(Quota::per_minute(5))
+            .headers(style)
+            .build()
+            .unwrap();
         let res = app(layer).oneshot(from("192.0.2.1")).await.unwrap();
         for h in present {
             assert!(res.headers().contains_key(*h), "{style:?} lacks {h}");
@@ -152,7 +255,11 @@ async fn epoch_reset_format_writes_a_unix_time() {
         .build()
         .unwrap();
     let res = app(layer).oneshot(from("192.0.2.1")).await.unwrap();
-    let reset: u64 = res.headers()["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+    let reset: u64 = res.headers()["x-ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(reset > 1_700_000_000, "{reset}");
     // IETF `t` stays a delay.
     assert_eq!(res.headers()["ratelimit"], "\"default\";r=4;t=12");
@@ -160,7 +267,11 @@ async fn epoch_reset_format_writes_a_unix_time() {
 
 #[tokio::test]
 async fn shadow_mode_never_blocks_and_adds_no_headers_by_default() {
-    let layer = RateLimitLayer::builder().quota(Quota::per_minute(1)).shadow(true).build().unwrap();
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_minute(1))
+        .shadow(true)
+        .build()
+        .unwrap();
     let app = app(layer);
     for _ in 0..5 {
         let res = app.clone().oneshot(from("192.0.2.9")).await.unwrap();
@@ -206,8 +317,17 @@ async fn a_custom_rejection_keeps_retry_after_and_the_headers() {
 
 #[test]
 fn a_zero_quota_is_a_configuration_error_at_build() {
-    let err = RateLimitLayer::builder().quota(Quota::per_second(0)).build().unwrap_err();
-    assert!(matches!(err, ConfigError::Policy(tollgate::PolicyError::Quota { source: QuotaError::ZeroLimit, .. })));
+    let err = RateLimitLayer::builder()
+        .quota(Quota::per_second(0))
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::Policy(tollgate::PolicyError::Quota {
+            source: QuotaError::ZeroLimit,
+            ..
+        })
+    ));
     assert!(err.to_string().contains("zero"), "{err}");
     let err = RateLimitLayer::builder().build().unwrap_err();
     assert_eq!(err, ConfigError::MissingQuota);
@@ -221,7 +341,10 @@ fn a_zero_quota_is_a_configuration_error_at_build() {
 
 #[tokio::test]
 async fn an_absurd_quota_given_to_new_answers_500_instead_of_panicking() {
-    let app = app(RateLimitLayer::new(Quota::new(1, Duration::from_secs(10 * 365 * 86_400))));
+    let app = app(RateLimitLayer::new(Quota::new(
+        1,
+        Duration::from_secs(10 * 365 * 86_400),
+    )));
     let res = app.oneshot(from("192.0.2.3")).await.unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = body_json(res).await;
@@ -235,14 +358,24 @@ async fn route_layer_limits_only_matched_routes() {
         .route_layer(RateLimitLayer::new(Quota::per_minute(1)));
     let req = |path: &str| {
         let mut r = Request::get(path).body(Body::empty()).unwrap();
-        r.extensions_mut().insert(ConnectInfo("192.0.2.4:1".parse::<SocketAddr>().unwrap()));
+        r.extensions_mut()
+            .insert(ConnectInfo("192.0.2.4:1".parse::<SocketAddr>().unwrap()));
         r
     };
-    assert_eq!(app.clone().oneshot(req("/limited")).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(app.clone().oneshot(req("/limited")).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.clone().oneshot(req("/limited")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone().oneshot(req("/limited")).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Unmatched paths are 404, not counted and not limited.
     for _ in 0..3 {
-        assert_eq!(app.clone().oneshot(req("/nope")).await.unwrap().status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.clone().oneshot(req("/nope")).await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }
 
@@ -252,7 +385,10 @@ async fn huge_and_non_utf8_header_values_take_the_documented_path() {
     // hashed key; a non-UTF-8 value is just bytes; a missing one skips.
     let layer = RateLimitLayer::builder()
         .key(key::from_fn(|parts: &http::request::Parts| {
-            parts.headers.get("x-api-key").map(|v| Key::from_bytes(v.as_bytes()))
+            parts
+                .headers
+                .get("x-api-key")
+                .map(|v| Key::from_bytes(v.as_bytes()))
         }))
         .quota(Quota::per_minute(1))
         .build()
@@ -264,13 +400,37 @@ async fn huge_and_non_utf8_header_values_take_the_documented_path() {
         r
     };
     let huge = HeaderValue::from_bytes("k".repeat(60_000).as_bytes()).unwrap();
-    assert_eq!(app.clone().oneshot(with(huge.clone())).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(app.clone().oneshot(with(huge)).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.clone()
+            .oneshot(with(huge.clone()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone().oneshot(with(huge)).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let binary = HeaderValue::from_bytes(&[0xff, 0xfe, b'a', 0x80]).unwrap();
-    assert_eq!(app.clone().oneshot(with(binary.clone())).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(app.clone().oneshot(with(binary)).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.clone()
+            .oneshot(with(binary.clone()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone().oneshot(with(binary)).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     for _ in 0..3 {
-        let res = app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        let res = app
+            .clone()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "no key: skipped");
         assert!(!res.headers().contains_key("x-ratelimit-limit"));
     }
@@ -280,10 +440,18 @@ async fn huge_and_non_utf8_header_values_take_the_documented_path() {
 async fn the_default_extractor_ignores_garbage_headers() {
     let app = app(RateLimitLayer::new(Quota::per_minute(2)));
     let mut req = from("192.0.2.77");
-    req.headers_mut()
-        .insert("x-forwarded-for", HeaderValue::from_bytes(&[0xff, b',', 0x00 + b'1']).unwrap());
-    req.headers_mut().insert("forwarded", HeaderValue::from_bytes("for=".repeat(10_000).as_bytes()).unwrap());
-    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    req.headers_mut().insert(
+        "x-forwarded-for",
+        HeaderValue::from_bytes(&[0xff, b',', b'1']).unwrap(),
+    );
+    req.headers_mut().insert(
+        "forwarded",
+        HeaderValue::from_bytes("for=".repeat(10_000).as_bytes()).unwrap(),
+    );
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -309,7 +477,10 @@ async fn a_queueing_leaky_bucket_delays_the_excess_instead_of_rejecting() {
     for h in handles {
         results.push(h.await.unwrap());
     }
-    let denied: Vec<_> = results.iter().filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS).collect();
+    let denied: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].1, Duration::ZERO, "a denial is answered at once");
     let mut waits: Vec<u128> = results
@@ -355,15 +526,21 @@ async fn wraps_a_bare_tower_service_with_its_own_body_type_and_forwards_poll_rea
         calls: Arc::new(AtomicUsize::new(0)),
     };
     let layer = RateLimitLayer::new(Quota::per_minute(1));
-    let mut svc = tower::ServiceBuilder::new().layer(layer).service(gate.clone());
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(gate.clone());
     let waker = futures_noop_waker();
     let mut cx = Context::from_waker(&waker);
-    assert!(svc.poll_ready(&mut cx).is_pending(), "readiness is the inner service's");
+    assert!(
+        svc.poll_ready(&mut cx).is_pending(),
+        "readiness is the inner service's"
+    );
     gate.ready.store(1, Ordering::SeqCst);
 
     let req = || {
         let mut r = Request::new(Full::new(Bytes::new()));
-        r.extensions_mut().insert("192.0.2.6:9".parse::<SocketAddr>().unwrap());
+        r.extensions_mut()
+            .insert("192.0.2.6:9".parse::<SocketAddr>().unwrap());
         r
     };
     let res = svc.ready().await.unwrap().call(req()).await.unwrap();
@@ -372,7 +549,11 @@ async fn wraps_a_bare_tower_service_with_its_own_body_type_and_forwards_poll_rea
     let mut clone = svc.clone();
     let res = clone.ready().await.unwrap().call(req()).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(gate.calls.load(Ordering::SeqCst), 1, "a denied request never reaches the service");
+    assert_eq!(
+        gate.calls.load(Ordering::SeqCst),
+        1,
+        "a denied request never reaches the service"
+    );
 }
 
 fn futures_noop_waker() -> std::task::Waker {
@@ -387,15 +568,20 @@ async fn a_real_listener_and_client_see_the_sixth_request_denied() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        let req = Request::get(format!("http://{addr}/")).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get(format!("http://{addr}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let res = client.request(req).await.unwrap();
         statuses.push(res.status().as_u16());
         if res.status() == StatusCode::TOO_MANY_REQUESTS {
@@ -413,5 +599,7 @@ async fn a_real_listener_and_client_see_the_sixth_request_denied() {
 fn the_layer_and_its_service_are_clone_send_and_sync() {
     fn assert_clone_send_sync<T: Clone + Send + Sync + 'static>() {}
     assert_clone_send_sync::<RateLimitLayer>();
-    assert_clone_send_sync::<tollgate::RateLimit<Router, tollgate::key::ClientIp, tollgate::MemoryBackend>>();
+    assert_clone_send_sync::<
+        tollgate::RateLimit<Router, tollgate::key::ClientIp, tollgate::MemoryBackend>,
+    >();
 }

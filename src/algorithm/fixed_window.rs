@@ -6,7 +6,12 @@ use super::{Commit, Decision, Input, State};
 use crate::quota::Quota;
 use crate::time::Nanos;
 
-pub(super) fn check(quota: &Quota, state: &State, input: Input, offset: Nanos) -> (Decision, Option<Commit>) {
+pub(super) fn check(
+    quota: &Quota,
+    state: &State,
+    input: Input,
+    offset: Nanos,
+) -> (Decision, Option<Commit>) {
     let p = quota.period_nanos().as_u64().max(1);
     let now = input.now.as_u64();
     let offset = offset.as_u64() % p;
@@ -36,6 +41,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, offset: Nanos) -
     } else {
         let retry = (cost <= limit).then_some(until_end);
         let reset = if count == 0 { Nanos::ZERO } else { until_end };
-        (Decision::deny(limit, limit.saturating_sub(count), reset, retry), None)
+        (
+            Decision::deny(limit, limit.saturating_sub(count), reset, retry),
+            None,
+        )
     }
 }

@@ -22,11 +22,18 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
     if new_tat - now <= capacity {
         let remaining = (capacity - (new_tat - now)) / t;
         let decision = Decision::allow(limit, remaining, Nanos::new(new_tat - now));
-        let commit = (input.cost > 0).then(|| Commit::Replace(State::Gcra { tat: Nanos::new(new_tat) }));
+        let commit = (input.cost > 0).then(|| {
+            Commit::Replace(State::Gcra {
+                tat: Nanos::new(new_tat),
+            })
+        });
         (decision, commit)
     } else {
         let remaining = capacity.saturating_sub(tat - now) / t;
         let retry = (increment <= capacity).then(|| Nanos::new(new_tat - capacity - now));
-        (Decision::deny(limit, remaining, Nanos::new(tat - now), retry), None)
+        (
+            Decision::deny(limit, remaining, Nanos::new(tat - now), retry),
+            None,
+        )
     }
 }

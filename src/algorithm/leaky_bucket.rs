@@ -9,7 +9,12 @@ use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
 use crate::time::Nanos;
 
-pub(super) fn check(quota: &Quota, state: &State, input: Input, max_delay: Nanos) -> (Decision, Option<Commit>) {
+pub(super) fn check(
+    quota: &Quota,
+    state: &State,
+    input: Input,
+    max_delay: Nanos,
+) -> (Decision, Option<Commit>) {
     let t = quota.emission_interval().as_u64().max(1);
     let capacity = mul(quota.burst(), t);
     let ceiling = capacity.saturating_add(max_delay.as_u64());
@@ -23,7 +28,11 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, max_delay: Nanos
     let limit = quota.limit();
     if poured <= ceiling && mul(input.cost, t) <= capacity {
         // `remaining` counts what passes without delay.
-        let mut decision = Decision::allow(limit, capacity.saturating_sub(poured) / t, Nanos::new(poured));
+        let mut decision = Decision::allow(
+            limit,
+            capacity.saturating_sub(poured) / t,
+            Nanos::new(poured),
+        );
         decision.delay = Nanos::new(poured.saturating_sub(capacity));
         let commit = (input.cost > 0).then(|| {
             Commit::Replace(State::Bucket {
@@ -36,6 +45,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input, max_delay: Nanos
         // A request larger than the bucket never fits, however long it waits.
         let retry = (mul(input.cost, t) <= capacity).then(|| Nanos::new(poured - ceiling));
         let remaining = capacity.saturating_sub(water) / t;
-        (Decision::deny(limit, remaining, Nanos::new(water), retry), None)
+        (
+            Decision::deny(limit, remaining, Nanos::new(water), retry),
+            None,
+        )
     }
 }

@@ -236,7 +236,12 @@ impl Decision {
         }
     }
 
-    pub(crate) fn deny(limit: u64, remaining: u64, reset_after: Nanos, retry_after: Option<Nanos>) -> Self {
+    pub(crate) fn deny(
+        limit: u64,
+        remaining: u64,
+        reset_after: Nanos,
+        retry_after: Option<Nanos>,
+    ) -> Self {
         Decision {
             allowed: false,
             limit,
@@ -306,7 +311,10 @@ impl State {
                     *self = State::Log(VecDeque::new());
                 }
                 if let State::Log(log) = self {
-                    while log.front().is_some_and(|(t, _)| t.saturating_add(period) <= at) {
+                    while log
+                        .front()
+                        .is_some_and(|(t, _)| t.saturating_add(period) <= at)
+                    {
                         log.pop_front();
                     }
                     match log.back_mut() {

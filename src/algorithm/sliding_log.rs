@@ -53,6 +53,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
                 })
                 .map(|(t, _)| until_expiry(t.as_u64()))
         };
-        (Decision::deny(limit, limit.saturating_sub(used), reset, retry), None)
+        (
+            Decision::deny(limit, limit.saturating_sub(used), reset, retry),
+            None,
+        )
     }
 }

@@ -24,8 +24,14 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
     let start = now - now % p;
     let elapsed = now - start;
     let (prev, curr) = match state {
-        State::Sliding { start: s, prev, curr } if s.as_u64() == start => (*prev, *curr),
-        State::Sliding { start: s, curr, .. } if s.as_u64().saturating_add(p) == start => (*curr, 0),
+        State::Sliding {
+            start: s,
+            prev,
+            curr,
+        } if s.as_u64() == start => (*prev, *curr),
+        State::Sliding { start: s, curr, .. } if s.as_u64().saturating_add(p) == start => {
+            (*curr, 0)
+        }
         _ => (0, 0),
     };
     let weighted = mul_div(prev, p - elapsed, p);
@@ -63,6 +69,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
         } else {
             Some(after(p + first_offset_within(curr, p, limit - cost)))
         };
-        (Decision::deny(limit, limit.saturating_sub(used), reset(prev, curr), retry), None)
+        (
+            Decision::deny(limit, limit.saturating_sub(used), reset(prev, curr), retry),
+            None,
+        )
     }
 }

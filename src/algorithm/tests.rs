@@ -50,7 +50,11 @@ fn allowed(ds: &[Decision]) -> usize {
 fn bucket_algorithms_admit_19_in_the_first_second_of_per_second_10() {
     // 10 at t=0, then one every 100 ms: 100, 200, ... 900 ms.
     let times: Vec<u64> = (0..1000).step_by(10).collect();
-    for alg in [Algorithm::Gcra, Algorithm::TokenBucket, Algorithm::LeakyBucket] {
+    for alg in [
+        Algorithm::Gcra,
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket,
+    ] {
         let mut at: Vec<u64> = vec![0; 10];
         at.extend(&times);
         let ds = run(alg, Quota::per_second(10), &at);
@@ -97,7 +101,11 @@ fn leaky_bucket_queue_delays_instead_of_denying_up_to_max_delay() {
 
 #[test]
 fn fixed_window_resets_at_the_clock_aligned_edge() {
-    let ds = run(Algorithm::FixedWindow, Quota::per_second(3), &[900, 950, 990, 999, 1000]);
+    let ds = run(
+        Algorithm::FixedWindow,
+        Quota::per_second(3),
+        &[900, 950, 990, 999, 1000],
+    );
     assert_eq!(
         ds.iter().map(|d| d.allowed).collect::<Vec<_>>(),
         [true, true, true, false, true]
@@ -123,7 +131,9 @@ fn staggered_windows_differ_per_key_but_stay_one_period_long() {
         })
         .collect();
     assert!(offsets.windows(2).any(|w| w[0] != w[1]), "{offsets:?}");
-    assert!(offsets.iter().all(|r| *r > Nanos::ZERO && *r <= Nanos::from_secs(60)));
+    assert!(offsets
+        .iter()
+        .all(|r| *r > Nanos::ZERO && *r <= Nanos::from_secs(60)));
 }
 
 #[test]
@@ -142,7 +152,11 @@ fn sliding_window_weights_the_previous_window() {
 
 #[test]
 fn sliding_log_admits_at_most_the_limit_in_any_period() {
-    let ds = run(Algorithm::SlidingWindowLog, Quota::per_second(3), &[0, 400, 800, 999, 1000, 1001]);
+    let ds = run(
+        Algorithm::SlidingWindowLog,
+        Quota::per_second(3),
+        &[0, 400, 800, 999, 1000, 1001],
+    );
     assert_eq!(
         ds.iter().map(|d| d.allowed).collect::<Vec<_>>(),
         [true, true, true, false, true, false]
@@ -165,7 +179,11 @@ fn a_cost_above_capacity_is_never_admissible() {
 #[test]
 fn a_zero_cost_check_consumes_nothing() {
     for alg in ALL {
-        let (d, commit) = alg.check(&Quota::per_second(5), &State::Fresh, input(Nanos::from_secs(3), 0));
+        let (d, commit) = alg.check(
+            &Quota::per_second(5),
+            &State::Fresh,
+            input(Nanos::from_secs(3), 0),
+        );
         assert!(d.allowed, "{alg:?}");
         assert!(commit.is_none(), "{alg:?}");
         assert_eq!(d.remaining, 5, "{alg:?}");

@@ -31,6 +31,9 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
         (decision, commit)
     } else {
         let retry = (need <= capacity).then(|| Nanos::new(need - level));
-        (Decision::deny(limit, level / t, Nanos::new(capacity - level), retry), None)
+        (
+            Decision::deny(limit, level / t, Nanos::new(capacity - level), retry),
+            None,
+        )
     }
 }

@@ -128,9 +128,9 @@ impl Shard {
 
     fn state(&self, fp: u128, narrow: bool) -> State {
         if narrow {
-            self.gcra
-                .get(&fp)
-                .map_or(State::Fresh, |t| State::Gcra { tat: Nanos::new(*t) })
+            self.gcra.get(&fp).map_or(State::Fresh, |t| State::Gcra {
+                tat: Nanos::new(*t),
+            })
         } else {
             self.wide.get(&fp).map_or(State::Fresh, |s| s.state.clone())
         }
@@ -235,7 +235,9 @@ impl MemoryBackendBuilder {
                 shard_mask: shards - 1,
                 shard_capacity,
                 max_keys,
-                clock: self.clock.unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+                clock: self
+                    .clock
+                    .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
                 hash_keys,
                 warned_full: AtomicBool::new(false),
             }),
@@ -390,8 +392,8 @@ impl MemoryBackend {
         // The overflow bucket lives in the same shard so the lock we hold
         // covers it; it may exceed the capacity by one per policy.
         let overflow = self.overflow_fingerprint(slot.limit);
-        slot.fp = (overflow & !((self.inner.shard_mask as u128) << 64))
-            | ((slot.shard as u128) << 64);
+        slot.fp =
+            (overflow & !((self.inner.shard_mask as u128) << 64)) | ((slot.shard as u128) << 64);
     }
 
     fn run(&self, set: &LimitSet, now: Nanos, mode: Mode) -> Outcome {
@@ -435,7 +437,9 @@ impl MemoryBackend {
             let state = shard
                 .gcra
                 .get(&slot.fp)
-                .map_or(State::Fresh, |t| State::Gcra { tat: Nanos::new(*t) });
+                .map_or(State::Fresh, |t| State::Gcra {
+                    tat: Nanos::new(*t),
+                });
             algorithm.check(quota, &state, input)
         } else {
             match shard.wide.get(&slot.fp) {
@@ -483,16 +487,16 @@ impl MemoryBackend {
 
         // Tentative states, so a key that appears twice sees its own first
         // count; nothing is written until every limit has decided.
-        let mut tentative: SmallVec<[(u128, bool, State, Option<u64>); 4]> = SmallVec::new();
+        let mut tentative: SmallVec<[Tentative; 4]> = SmallVec::new();
         let mut decisions: SmallVec<[Decision; 2]> = SmallVec::new();
         let mut allowed = true;
         for slot in &slots {
             let g = &guards[guard_of(slot.shard)].1;
             let pos = tentative
                 .iter()
-                .position(|(fp, narrow, _, _)| *fp == slot.fp && *narrow == slot.narrow);
+                .position(|t| t.fp == slot.fp && t.narrow == slot.narrow);
             let state = match pos {
-                Some(i) => tentative[i].2.clone(),
+                Some(i) => tentative[i].state.clone(),
                 None => g.state(slot.fp, slot.narrow),
             };
             let input = Input {
@@ -516,25 +520,37 @@ impl MemoryBackend {
                 let idle_at = now.saturating_add(d.reset_after).as_u64();
                 match pos {
                     Some(i) => {
-                        tentative[i].2 = next;
-                        tentative[i].3 = Some(idle_at);
+                        tentative[i].state = next;
+                        tentative[i].idle_at = idle_at;
                     }
-                    None => tentative.push((slot.fp, slot.narrow, next, Some(idle_at))),
+                    None => tentative.push(Tentative {
+                        fp: slot.fp,
+                        narrow: slot.narrow,
+                        state: next,
+                        idle_at,
+                    }),
                 }
             }
             decisions.push(d);
         }
         if allowed && mode == Mode::Acquire {
-            for (fp, narrow, state, idle_at) in tentative {
-                let Some(idle_at) = idle_at else { continue };
-                let shard = ((fp >> 64) as usize) & self.inner.shard_mask;
+            for t in tentative {
+                let shard = ((t.fp >> 64) as usize) & self.inner.shard_mask;
                 let g = &mut guards[guard_of(shard)].1;
-                g.write(fp, narrow, Commit::Replace(state), idle_at);
+                g.write(t.fp, t.narrow, Commit::Replace(t.state), t.idle_at);
             }
         }
         drop(guards);
         Outcome::new(decisions, allowed)
     }
+}
+
+/// A state decided but not yet written (multi-limit sets).
+struct Tentative {
+    fp: u128,
+    narrow: bool,
+    state: State,
+    idle_at: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -562,7 +578,12 @@ fn key_hash(limit: &Limit) -> u64 {
 }
 
 /// What `acquire` would answer, with `remaining` and `reset` as of now.
-fn peek_decision(algorithm: Algorithm, quota: &crate::Quota, state: &State, input: Input) -> Decision {
+fn peek_decision(
+    algorithm: Algorithm,
+    quota: &crate::Quota,
+    state: &State,
+    input: Input,
+) -> Decision {
     let (at_cost, _) = algorithm.check(quota, state, input);
     let now = algorithm.peek(quota, state, input.now, input.key_hash);
     let mut d = at_cost;

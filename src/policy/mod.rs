@@ -149,7 +149,9 @@ impl fmt::Debug for Policy {
 /// `"name";q=N;w=S` with the window in whole seconds, rounded up (the
 /// draft's `w` is an integer).
 fn ietf_item(name: &str, quota: &Quota) -> Arc<str> {
-    let w = crate::time::Nanos::from(quota.period()).as_secs_ceil().max(1);
+    let w = crate::time::Nanos::from(quota.period())
+        .as_secs_ceil()
+        .max(1);
     format!("\"{}\";q={};w={}", name, quota.limit(), w).into()
 }
 

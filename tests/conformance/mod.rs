@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use tollgate::key::Key;
-use tollgate::{headers, Algorithm, HeaderStyle, LimitSet, Nanos, Outcome, Policy, Quota, ResetFormat};
+use tollgate::{
+    headers, Algorithm, HeaderStyle, LimitSet, Nanos, Outcome, Policy, Quota, ResetFormat,
+};
 
 /// 2023-11-14T22:14:00Z: a whole minute.
 pub const BASE: Nanos = Nanos::from_secs(1_700_000_040);
@@ -46,7 +48,12 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-const fn allow(at_ms: u64, cost: u64, d: &'static [(bool, u64, u64, Option<u64>, u64)], legacy: [&'static str; 3]) -> Step {
+const fn allow(
+    at_ms: u64,
+    cost: u64,
+    d: &'static [(bool, u64, u64, Option<u64>, u64)],
+    legacy: [&'static str; 3],
+) -> Step {
     Step {
         at_ms,
         cost,
@@ -57,7 +64,12 @@ const fn allow(at_ms: u64, cost: u64, d: &'static [(bool, u64, u64, Option<u64>,
     }
 }
 
-const fn deny(at_ms: u64, cost: u64, d: &'static [(bool, u64, u64, Option<u64>, u64)], legacy: [&'static str; 3]) -> Step {
+const fn deny(
+    at_ms: u64,
+    cost: u64,
+    d: &'static [(bool, u64, u64, Option<u64>, u64)],
+    legacy: [&'static str; 3],
+) -> Step {
     Step {
         at_ms,
         cost,
@@ -77,8 +89,18 @@ fn bucket_steps() -> Vec<Step> {
         allow(0, 1, &[(true, 2, 500 * MS, None, 0)], ["2", "1", "-"]),
         allow(0, 1, &[(true, 1, 750 * MS, None, 0)], ["1", "1", "-"]),
         allow(0, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
-        deny(0, 1, &[(false, 0, 1000 * MS, Some(250 * MS), 0)], ["0", "1", "1"]),
-        deny(100, 1, &[(false, 0, 900 * MS, Some(150 * MS), 0)], ["0", "1", "1"]),
+        deny(
+            0,
+            1,
+            &[(false, 0, 1000 * MS, Some(250 * MS), 0)],
+            ["0", "1", "1"],
+        ),
+        deny(
+            100,
+            1,
+            &[(false, 0, 900 * MS, Some(150 * MS), 0)],
+            ["0", "1", "1"],
+        ),
         allow(250, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
         allow(1500, 1, &[(true, 3, 250 * MS, None, 0)], ["3", "1", "-"]),
         allow(1500, 3, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
@@ -110,26 +132,50 @@ pub fn table() -> Vec<Scenario> {
         },
         Scenario {
             name: "leaky_bucket_queue",
-            policies: vec![Policy::new("queue", per_sec_4).algorithm(Algorithm::LeakyBucketQueue {
-                max_delay: Duration::from_millis(600),
-            })],
+            policies: vec![Policy::new("queue", per_sec_4).algorithm(
+                Algorithm::LeakyBucketQueue {
+                    max_delay: Duration::from_millis(600),
+                },
+            )],
             steps: vec![
                 allow(0, 1, &[(true, 3, 250 * MS, None, 0)], ["3", "1", "-"]),
                 allow(0, 1, &[(true, 2, 500 * MS, None, 0)], ["2", "1", "-"]),
                 allow(0, 1, &[(true, 1, 750 * MS, None, 0)], ["1", "1", "-"]),
                 allow(0, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
                 // Queued: passed on after 250 and 500 ms.
-                allow(0, 1, &[(true, 0, 1250 * MS, None, 250 * MS)], ["0", "2", "-"]),
-                allow(0, 1, &[(true, 0, 1500 * MS, None, 500 * MS)], ["0", "2", "-"]),
+                allow(
+                    0,
+                    1,
+                    &[(true, 0, 1250 * MS, None, 250 * MS)],
+                    ["0", "2", "-"],
+                ),
+                allow(
+                    0,
+                    1,
+                    &[(true, 0, 1500 * MS, None, 500 * MS)],
+                    ["0", "2", "-"],
+                ),
                 // A 750 ms wait is over the 600 ms maximum.
-                deny(0, 1, &[(false, 0, 1500 * MS, Some(150 * MS), 0)], ["0", "2", "1"]),
-                allow(200, 1, &[(true, 0, 1550 * MS, None, 550 * MS)], ["0", "2", "-"]),
+                deny(
+                    0,
+                    1,
+                    &[(false, 0, 1500 * MS, Some(150 * MS), 0)],
+                    ["0", "2", "1"],
+                ),
+                allow(
+                    200,
+                    1,
+                    &[(true, 0, 1550 * MS, None, 550 * MS)],
+                    ["0", "2", "-"],
+                ),
                 deny(200, 5, &[(false, 0, 1550 * MS, None, 0)], ["0", "2", "-"]),
             ],
         },
         Scenario {
             name: "fixed_window",
-            policies: vec![Policy::new("fixed", Quota::per_second(3)).algorithm(Algorithm::FixedWindow)],
+            policies: vec![
+                Policy::new("fixed", Quota::per_second(3)).algorithm(Algorithm::FixedWindow)
+            ],
             steps: vec![
                 allow(100, 1, &[(true, 2, 900 * MS, None, 0)], ["2", "1", "-"]),
                 allow(200, 1, &[(true, 1, 800 * MS, None, 0)], ["1", "1", "-"]),
@@ -144,12 +190,33 @@ pub fn table() -> Vec<Scenario> {
             // The key "client-a" hashes to an offset of 50.933101820 s in a
             // minute: its windows start at hh:mm:50.933101820.
             name: "fixed_window_staggered",
-            policies: vec![Policy::new("staggered", Quota::per_minute(2)).algorithm(Algorithm::FixedWindowStaggered)],
+            policies: vec![Policy::new("staggered", Quota::per_minute(2))
+                .algorithm(Algorithm::FixedWindowStaggered)],
             steps: vec![
-                allow(0, 1, &[(true, 1, 50_933_101_820, None, 0)], ["1", "51", "-"]),
-                allow(0, 1, &[(true, 0, 50_933_101_820, None, 0)], ["0", "51", "-"]),
-                deny(50_000, 1, &[(false, 0, 933_101_820, Some(933_101_820), 0)], ["0", "1", "1"]),
-                allow(51_000, 1, &[(true, 1, 59_933_101_820, None, 0)], ["1", "60", "-"]),
+                allow(
+                    0,
+                    1,
+                    &[(true, 1, 50_933_101_820, None, 0)],
+                    ["1", "51", "-"],
+                ),
+                allow(
+                    0,
+                    1,
+                    &[(true, 0, 50_933_101_820, None, 0)],
+                    ["0", "51", "-"],
+                ),
+                deny(
+                    50_000,
+                    1,
+                    &[(false, 0, 933_101_820, Some(933_101_820), 0)],
+                    ["0", "1", "1"],
+                ),
+                allow(
+                    51_000,
+                    1,
+                    &[(true, 1, 59_933_101_820, None, 0)],
+                    ["1", "60", "-"],
+                ),
             ],
         },
         Scenario {
@@ -157,28 +224,70 @@ pub fn table() -> Vec<Scenario> {
             policies: vec![Policy::new("sliding", per_sec_4).algorithm(Algorithm::SlidingWindow)],
             steps: vec![
                 allow(100, 1, &[(true, 3, 900_000_001, None, 0)], ["3", "1", "-"]),
-                allow(200, 1, &[(true, 2, 1_300_000_001, None, 0)], ["2", "2", "-"]),
-                allow(300, 1, &[(true, 1, 1_366_666_667, None, 0)], ["1", "2", "-"]),
-                allow(400, 1, &[(true, 0, 1_350_000_001, None, 0)], ["0", "2", "-"]),
+                allow(
+                    200,
+                    1,
+                    &[(true, 2, 1_300_000_001, None, 0)],
+                    ["2", "2", "-"],
+                ),
+                allow(
+                    300,
+                    1,
+                    &[(true, 1, 1_366_666_667, None, 0)],
+                    ["1", "2", "-"],
+                ),
+                allow(
+                    400,
+                    1,
+                    &[(true, 0, 1_350_000_001, None, 0)],
+                    ["0", "2", "-"],
+                ),
                 // Full until one nanosecond into the next window.
-                deny(500, 1, &[(false, 0, 1_250_000_001, Some(500_000_001), 0)], ["0", "2", "1"]),
+                deny(
+                    500,
+                    1,
+                    &[(false, 0, 1_250_000_001, Some(500_000_001), 0)],
+                    ["0", "2", "1"],
+                ),
                 // At 1.25 s the previous window still weighs floor(4 × 0.75) = 3.
                 allow(1250, 1, &[(true, 0, 750_000_001, None, 0)], ["0", "1", "-"]),
-                deny(1250, 1, &[(false, 0, 750_000_001, Some(1), 0)], ["0", "1", "1"]),
+                deny(
+                    1250,
+                    1,
+                    &[(false, 0, 750_000_001, Some(1), 0)],
+                    ["0", "1", "1"],
+                ),
                 allow(1600, 1, &[(true, 1, 900_000_001, None, 0)], ["1", "1", "-"]),
-                deny(1600, 5, &[(false, 1, 900_000_001, None, 0)], ["0", "1", "-"]),
+                deny(
+                    1600,
+                    5,
+                    &[(false, 1, 900_000_001, None, 0)],
+                    ["0", "1", "-"],
+                ),
             ],
         },
         Scenario {
             name: "sliding_window_log",
-            policies: vec![Policy::new("log", Quota::per_second(3)).algorithm(Algorithm::SlidingWindowLog)],
+            policies: vec![
+                Policy::new("log", Quota::per_second(3)).algorithm(Algorithm::SlidingWindowLog)
+            ],
             steps: vec![
                 allow(0, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),
                 allow(400, 1, &[(true, 1, 1000 * MS, None, 0)], ["1", "1", "-"]),
                 allow(800, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
-                deny(999, 1, &[(false, 0, 801 * MS, Some(MS), 0)], ["0", "1", "1"]),
+                deny(
+                    999,
+                    1,
+                    &[(false, 0, 801 * MS, Some(MS), 0)],
+                    ["0", "1", "1"],
+                ),
                 allow(1000, 1, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
-                deny(1000, 2, &[(false, 0, 1000 * MS, Some(800 * MS), 0)], ["0", "1", "1"]),
+                deny(
+                    1000,
+                    2,
+                    &[(false, 0, 1000 * MS, Some(800 * MS), 0)],
+                    ["0", "1", "1"],
+                ),
                 deny(1500, 4, &[(false, 1, 500 * MS, None, 0)], ["0", "1", "-"]),
             ],
         },
@@ -193,29 +302,77 @@ pub fn table() -> Vec<Scenario> {
             steps: vec![
                 Step {
                     ietf: "\"second\";r=1;t=1, \"minute\";r=2;t=20",
-                    ..allow(0, 1, &[(true, 1, 500 * MS, None, 0), (true, 2, 20_000 * MS, None, 0)], ["1", "1", "-"])
+                    ..allow(
+                        0,
+                        1,
+                        &[
+                            (true, 1, 500 * MS, None, 0),
+                            (true, 2, 20_000 * MS, None, 0),
+                        ],
+                        ["1", "1", "-"],
+                    )
                 },
                 Step {
                     ietf: "\"second\";r=0;t=1, \"minute\";r=1;t=40",
-                    ..allow(0, 1, &[(true, 0, 1000 * MS, None, 0), (true, 1, 40_000 * MS, None, 0)], ["0", "1", "-"])
+                    ..allow(
+                        0,
+                        1,
+                        &[
+                            (true, 0, 1000 * MS, None, 0),
+                            (true, 1, 40_000 * MS, None, 0),
+                        ],
+                        ["0", "1", "-"],
+                    )
                 },
                 Step {
                     ietf: "\"second\";r=0;t=1, \"minute\";r=0;t=60",
-                    ..deny(0, 1, &[(false, 0, 1000 * MS, Some(500 * MS), 0), (true, 0, 60_000 * MS, None, 0)], ["0", "1", "1"])
+                    ..deny(
+                        0,
+                        1,
+                        &[
+                            (false, 0, 1000 * MS, Some(500 * MS), 0),
+                            (true, 0, 60_000 * MS, None, 0),
+                        ],
+                        ["0", "1", "1"],
+                    )
                 },
                 // The minute was not charged for the denied request.
                 Step {
                     ietf: "\"second\";r=1;t=1, \"minute\";r=0;t=59",
-                    ..allow(1000, 1, &[(true, 1, 500 * MS, None, 0), (true, 0, 59_000 * MS, None, 0)], ["0", "59", "-"])
+                    ..allow(
+                        1000,
+                        1,
+                        &[
+                            (true, 1, 500 * MS, None, 0),
+                            (true, 0, 59_000 * MS, None, 0),
+                        ],
+                        ["0", "59", "-"],
+                    )
                 },
                 Step {
                     ietf: "\"second\";r=0;t=1, \"minute\";r=0;t=59",
-                    ..deny(1000, 1, &[(true, 0, 1000 * MS, None, 0), (false, 0, 59_000 * MS, Some(19_000 * MS), 0)], ["0", "59", "19"])
+                    ..deny(
+                        1000,
+                        1,
+                        &[
+                            (true, 0, 1000 * MS, None, 0),
+                            (false, 0, 59_000 * MS, Some(19_000 * MS), 0),
+                        ],
+                        ["0", "59", "19"],
+                    )
                 },
                 // And the second was not charged for that one.
                 Step {
                     ietf: "\"second\";r=0;t=1, \"minute\";r=0;t=59",
-                    ..deny(1000, 1, &[(true, 0, 1000 * MS, None, 0), (false, 0, 59_000 * MS, Some(19_000 * MS), 0)], ["0", "59", "19"])
+                    ..deny(
+                        1000,
+                        1,
+                        &[
+                            (true, 0, 1000 * MS, None, 0),
+                            (false, 0, 59_000 * MS, Some(19_000 * MS), 0),
+                        ],
+                        ["0", "59", "19"],
+                    )
                 },
             ],
         },
@@ -229,10 +386,14 @@ pub fn run_table(mut acquire: impl FnMut(&LimitSet, Nanos) -> Outcome) {
     for scenario in table() {
         let policies: Vec<Arc<Policy>> = scenario.policies.into_iter().map(Arc::new).collect();
         for p in &policies {
-            p.validate().unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+            p.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
         }
         for (i, step) in scenario.steps.iter().enumerate() {
-            let at = format!("{} step {} (t={} ms, cost {})", scenario.name, i, step.at_ms, step.cost);
+            let at = format!(
+                "{} step {} (t={} ms, cost {})",
+                scenario.name, i, step.at_ms, step.cost
+            );
             let mut set = LimitSet::new();
             for p in &policies {
                 set.push(p.clone(), Key::from("client-a"), step.cost);
@@ -240,24 +401,58 @@ pub fn run_table(mut acquire: impl FnMut(&LimitSet, Nanos) -> Outcome) {
             let now = BASE.saturating_add(Nanos::from_millis(step.at_ms));
             let outcome = acquire(&set, now);
             assert_eq!(outcome.allowed(), step.allowed, "{at}: allowed");
-            assert_eq!(outcome.decisions().len(), step.decisions.len(), "{at}: decisions");
+            assert_eq!(
+                outcome.decisions().len(),
+                step.decisions.len(),
+                "{at}: decisions"
+            );
             for (j, (d, want)) in outcome.decisions().iter().zip(step.decisions).enumerate() {
-                let got = (d.allowed, d.remaining, d.reset_after.as_u64(), d.retry_after.map(|r| r.as_u64()), d.delay.as_u64());
-                assert_eq!(got, *want, "{at}: policy {j} (allowed, remaining, reset ns, retry ns, delay ns)");
+                let got = (
+                    d.allowed,
+                    d.remaining,
+                    d.reset_after.as_u64(),
+                    d.retry_after.map(|r| r.as_u64()),
+                    d.delay.as_u64(),
+                );
+                assert_eq!(
+                    got, *want,
+                    "{at}: policy {j} (allowed, remaining, reset ns, retry ns, delay ns)"
+                );
             }
-            let items: Vec<(&Policy, &tollgate::Decision)> =
-                policies.iter().map(|p| &**p).zip(outcome.decisions()).collect();
+            let items: Vec<(&Policy, &tollgate::Decision)> = policies
+                .iter()
+                .map(|p| &**p)
+                .zip(outcome.decisions())
+                .collect();
             let mut h = HeaderMap::new();
-            headers::write_headers(&mut h, HeaderStyle::Both, ResetFormat::DelaySeconds, &items, !outcome.allowed());
-            let header = |name: &str| h.get(name).map_or("-".to_owned(), |v| v.to_str().unwrap_or("?").to_owned());
+            headers::write_headers(
+                &mut h,
+                HeaderStyle::Both,
+                ResetFormat::DelaySeconds,
+                &items,
+                !outcome.allowed(),
+            );
+            let header = |name: &str| {
+                h.get(name)
+                    .map_or("-".to_owned(), |v| v.to_str().unwrap_or("?").to_owned())
+            };
             let legacy = [
                 header("x-ratelimit-remaining"),
                 header("x-ratelimit-reset"),
                 header("retry-after"),
             ];
-            assert_eq!(legacy, step.legacy.map(str::to_owned), "{at}: X-RateLimit-Remaining, -Reset, Retry-After");
+            assert_eq!(
+                legacy,
+                step.legacy.map(str::to_owned),
+                "{at}: X-RateLimit-Remaining, -Reset, Retry-After"
+            );
             let ietf = if step.ietf.is_empty() {
-                format!("\"{}\";r={};t={}", policies[0].name(), step.legacy[0], step.legacy[1])
+                format!(
+                    "\"{}\";r={};t={}",
+                    policies[0].name(),
+                    step.legacy[0],
+                    step.legacy[1]
+                )
             } else {
                 step.ietf.to_owned()
             };

@@ -49,7 +49,12 @@ fn the_same_key_twice_in_a_set_counts_twice() {
     assert!(b.acquire_at(&set, at_secs(0)).allowed());
     // Two left before this set would take 2 more: 1 left, so it is denied.
     assert!(!b.acquire_at(&set, at_secs(0)).allowed());
-    assert_eq!(b.peek_at(&LimitSet::single(p, Key::from("k"), 1), at_secs(0)).decisions()[0].remaining, 1);
+    assert_eq!(
+        b.peek_at(&LimitSet::single(p, Key::from("k"), 1), at_secs(0))
+            .decisions()[0]
+            .remaining,
+        1
+    );
 }
 
 #[test]
@@ -65,7 +70,10 @@ fn a_shadow_limit_that_denies_does_not_block_the_set() {
     assert!(second.allowed());
     assert!(!second.decisions()[1].allowed);
     let real_only = LimitSet::single(real, Key::from("k"), 1);
-    assert_eq!(b.peek_at(&real_only, at_secs(0)).decisions()[0].remaining, 8);
+    assert_eq!(
+        b.peek_at(&real_only, at_secs(0)).decisions()[0].remaining,
+        8
+    );
 }
 
 #[test]
@@ -73,7 +81,11 @@ fn peek_counts_nothing_and_reset_gives_the_quota_back() {
     let b = MemoryBackend::builder()
         .clock(crate::time::MonotonicClock::starting_at(at_secs(0)))
         .build();
-    for alg in [Algorithm::Gcra, Algorithm::SlidingWindowLog, Algorithm::FixedWindow] {
+    for alg in [
+        Algorithm::Gcra,
+        Algorithm::SlidingWindowLog,
+        Algorithm::FixedWindow,
+    ] {
         let p = Arc::new(Policy::new("p", Quota::per_minute(2)).algorithm(alg));
         let set = LimitSet::single(p, Key::from("k"), 1);
         for _ in 0..5 {
@@ -108,7 +120,10 @@ fn idle_keys_are_swept_and_counted_as_fresh_before_that() {
 
 #[test]
 fn growth_sweeps_keep_the_table_near_the_live_keys() {
-    let b = MemoryBackend::builder().max_keys(1_000_000).shards(1).build();
+    let b = MemoryBackend::builder()
+        .max_keys(1_000_000)
+        .shards(1)
+        .build();
     let p = policy("p", Quota::per_second(1));
     // 50,000 one-off clients, one every 10 ms of a 1 s quota: at most ~100
     // are live at any instant, so sweeps keep the table small.
@@ -134,7 +149,10 @@ fn a_flood_of_new_keys_cannot_push_a_limited_client_out() {
         b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t);
     }
     assert!(b.len() <= 1_000 + 4, "bounded: {}", b.len());
-    assert!(!b.acquire_at(&victim, at_secs(600)).allowed(), "the limited client escaped");
+    assert!(
+        !b.acquire_at(&victim, at_secs(600)).allowed(),
+        "the limited client escaped"
+    );
 }
 
 #[test]
@@ -142,11 +160,16 @@ fn a_full_table_shares_one_overflow_bucket_per_policy() {
     let b = MemoryBackend::builder().max_keys(8).shards(1).build();
     let p = policy("p", Quota::per_hour(3));
     for i in 0..8u64 {
-        assert!(b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), at_secs(0)).allowed());
+        assert!(b
+            .acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), at_secs(0))
+            .allowed());
     }
     // The table is full of live keys: newcomers share one bucket of 3.
     let admitted = (100..110u64)
-        .filter(|i| b.acquire_at(&LimitSet::single(p.clone(), Key::from(*i), 1), at_secs(1)).allowed())
+        .filter(|i| {
+            b.acquire_at(&LimitSet::single(p.clone(), Key::from(*i), 1), at_secs(1))
+                .allowed()
+        })
         .count();
     assert_eq!(admitted, 3);
     assert_eq!(b.len(), 9);
