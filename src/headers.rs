@@ -174,12 +174,11 @@ pub(crate) fn write(
     }
     match config.style {
         HeaderStyle::Both | HeaderStyle::Ietf => {
-            let policy_value = if items.len() == 1 {
-                HeaderValue::from_str(policy.ietf_item())
-            } else {
-                HeaderValue::from_str(&join(items.iter().map(|(p, _)| p.ietf_item())))
+            let policy_value = match (items.len(), policy.ietf_header_value()) {
+                (1, Some(v)) => Some(v.clone()),
+                _ => HeaderValue::try_from(join(items.iter().map(|(p, _)| p.ietf_item()))).ok(),
             };
-            if let Ok(v) = policy_value {
+            if let Some(v) = policy_value {
                 headers.insert(RATELIMIT_POLICY.clone(), v);
             }
             let mut value = String::with_capacity(32 * items.len());
@@ -195,7 +194,8 @@ pub(crate) fn write(
                     d.reset_after.as_secs_ceil()
                 );
             }
-            if let Ok(v) = HeaderValue::from_str(&value) {
+            // `try_from(String)` takes the buffer without copying it.
+            if let Ok(v) = HeaderValue::try_from(value) {
                 headers.insert(RATELIMIT.clone(), v);
             }
         }

@@ -39,14 +39,18 @@ pub struct Policy {
     ietf_item: Arc<str>,
     /// The quota as a header value, for `X-RateLimit-Limit`.
     limit_value: HeaderValue,
+    /// `ietf_item` as a header value: a single-policy `RateLimit-Policy`.
+    ietf_value: Option<HeaderValue>,
 }
 
 impl Policy {
     /// A policy named `name` with `quota`, GCRA and a cost of 1.
     pub fn new(name: impl Into<Arc<str>>, quota: Quota) -> Self {
         let name = name.into();
+        let item = ietf_item(&name, &quota);
         Policy {
-            ietf_item: ietf_item(&name, &quota),
+            ietf_value: HeaderValue::from_str(&item).ok(),
+            ietf_item: item,
             limit_value: HeaderValue::from(quota.limit()),
             name,
             quota,
@@ -103,6 +107,12 @@ impl Policy {
     /// The policy's item in `RateLimit-Policy`, e.g. `"default";q=100;w=60`.
     pub fn ietf_item(&self) -> &str {
         &self.ietf_item
+    }
+
+    /// [`Policy::ietf_item`] as a header value (`None` if the name cannot
+    /// be one, which [`Policy::validate`] rejects).
+    pub fn ietf_header_value(&self) -> Option<&HeaderValue> {
+        self.ietf_value.as_ref()
     }
 
     /// `X-RateLimit-Limit` for this policy.
