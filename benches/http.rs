@@ -17,9 +17,18 @@
 //!   tower_governor adds no header on an allowed request unless
 //!   `.use_headers()` (then `x-ratelimit-limit`/`-remaining`), so it is
 //!   measured both ways; axum-governor always adds both header sets.
+//!   tollgate is also measured with `HeaderStyle::Legacy` (`X-RateLimit-*`
+//!   only, like tower_governor's `.use_headers()`) and `HeaderStyle::None`
+//!   (like tower_governor's default), to compare like with like.
 //! - `deny_path`: each limiter at one request per hour, its one request
 //!   spent before measuring, so every measured request is answered 429:
 //!   the cost of one rejection (tollgate answers problem+json).
+//!   Caveat: tower_governor and axum-governor build a new quanta clock on
+//!   every rejection (`DefaultClock::default()`, axum-governor twice), and
+//!   quanta's constructor runs CPUID to detect the TSC. On bare metal that
+//!   is a few hundred cycles; in a virtual machine CPUID traps to the
+//!   hypervisor (about 15 µs each on the machine these benches were written
+//!   on), which then dominates their figures.
 //!
 //! Allow and deny limiters are separate instances with separate client
 //! addresses, so an allow-path limiter never denies. The status of every
@@ -128,6 +137,16 @@ fn tollgate(quota: tollgate::Quota) -> Router {
     app().layer(tollgate::RateLimitLayer::new(quota))
 }
 
+/// tollgate with another header style (to compare like with like).
+fn tollgate_styled(quota: tollgate::Quota, style: tollgate::HeaderStyle) -> Router {
+    let layer = tollgate::RateLimitLayer::builder()
+        .quota(quota)
+        .headers(style)
+        .build()
+        .expect("a valid tollgate layer");
+    app().layer(layer)
+}
+
 /// tower_governor keyed by peer IP, one token every `period`, `burst`
 /// at once, without `.use_headers()`.
 fn tower_governor_plain(period: Duration, burst: u32) -> Router {
@@ -174,6 +193,17 @@ fn allow_path(c: &mut Criterion) {
     bench_router(&mut group, &rt, "bare", &app(), peer, ok);
     let quota = tollgate::Quota::new(u64::from(ALLOW_PER_SECOND), Duration::from_secs(1));
     bench_router(&mut group, &rt, "tollgate", &tollgate(quota), peer, ok);
+    let router = tollgate_styled(quota, tollgate::HeaderStyle::Legacy);
+    bench_router(
+        &mut group,
+        &rt,
+        "tollgate_legacy_headers",
+        &router,
+        peer,
+        ok,
+    );
+    let router = tollgate_styled(quota, tollgate::HeaderStyle::None);
+    bench_router(&mut group, &rt, "tollgate_no_headers", &router, peer, ok);
     let router = tower_governor_plain(period, burst);
     bench_router(&mut group, &rt, "tower_governor", &router, peer, ok);
     let router = tower_governor_headers(period, burst);

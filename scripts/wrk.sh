@@ -39,6 +39,7 @@ fi
 
 WORK=$(mktemp -d)
 SERVER_PID=""
+WRK_PID=""
 
 stop_server() {
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -49,6 +50,9 @@ stop_server() {
 }
 
 cleanup() {
+    if [[ -n "$WRK_PID" ]]; then
+        kill "$WRK_PID" 2>/dev/null || true
+    fi
     stop_server
     rm -rf "$WORK"
 }
@@ -103,6 +107,16 @@ start_server() {
     return 1
 }
 
+# load DURATION OUTPUT: runs wrk against the server into OUTPUT. In the
+# background with `wait`, so a signal stops the script (and the trap kills
+# wrk and the server) without waiting for wrk to finish.
+load() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" "http://127.0.0.1:$PORT/" >"$2" &
+    WRK_PID=$!
+    wait "$WRK_PID"
+    WRK_PID=""
+}
+
 # Prints the status line and headers of GET / (for a sanity check).
 probe() {
     if command -v curl >/dev/null 2>&1; then
@@ -129,9 +143,9 @@ run() {
     fi
     echo "[$name] $(head -1 <<<"$head"), rate-limit headers: $(grep -ci '^x-ratelimit-\|^ratelimit' <<<"$head" || true)" >&2
     if [[ "$WARMUP" != "0" ]]; then
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "http://127.0.0.1:$PORT/" >/dev/null
+        load "$WARMUP" /dev/null
     fi
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:$PORT/" >"$WORK/$name.wrk"
+    load "$DURATION" "$WORK/$name.wrk"
     sed 's/^/    /' "$WORK/$name.wrk" >&2
     if grep -q 'Non-2xx or 3xx responses' "$WORK/$name.wrk"; then
         echo "WARNING [$name]: some responses were not 2xx (the quota was exhausted?)" >&2
