@@ -8,7 +8,10 @@
 //! - on a 429: `Retry-After` (delay seconds, rounded up), `Cache-Control: no-store`.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use http::HeaderMap;
@@ -168,7 +171,7 @@ pub(crate) fn write(
                 ResetFormat::DelaySeconds => reset,
                 ResetFormat::EpochSeconds => epoch_secs_ceil(decision.reset_after),
             };
-            headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(reset));
+            headers.insert(X_RATELIMIT_RESET.clone(), number(reset));
         }
         _ => {}
     }
@@ -234,10 +237,37 @@ pub(crate) fn write(
     }
 }
 
+/// How many small numbers are kept as ready header values.
+const SMALL_NUMBERS: usize = 4096;
+
+/// A header value for `n`: for the small numbers headers carry almost
+/// always, a clone of a value over static bytes (no allocation, no atomic
+/// reference count shared between threads).
+fn number(n: u64) -> HeaderValue {
+    static DIGITS: OnceLock<String> = OnceLock::new();
+    static SMALL: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let Some(i) = usize::try_from(n).ok().filter(|i| *i < SMALL_NUMBERS) else {
+        return HeaderValue::from(n);
+    };
+    let table = SMALL.get_or_init(|| {
+        let digits: &'static str = DIGITS.get_or_init(|| (0..SMALL_NUMBERS).map(|i| i.to_string()).collect());
+        let mut start = 0;
+        (0..SMALL_NUMBERS)
+            .map(|i| {
+                let end = start + i.to_string().len();
+                let bytes = Bytes::from_static(&digits.as_bytes()[start..end]);
+                start = end;
+                HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from(i as u64))
+            })
+            .collect()
+    });
+    table.get(i).cloned().unwrap_or_else(|| HeaderValue::from(n))
+}
+
 /// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.
 pub(crate) fn write_denial(headers: &mut HeaderMap, items: &[(&Policy, &Decision)]) {
     if let Some(wait) = retry_after(items.iter().map(|(_, d)| *d)) {
-        headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs_ceil()));
+        headers.insert(RETRY_AFTER, number(wait.as_secs_ceil()));
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
@@ -392,6 +422,13 @@ mod tests {
             .unwrap()
             .as_secs();
         assert!((now + 5..=now + 8).contains(&reset), "{reset} vs {now}");
+    }
+
+    #[test]
+    fn small_and_large_numbers_render_the_same() {
+        for n in [0, 1, 9, 10, 99, 100, 4095, 4096, 1_000_000, u64::MAX] {
+            assert_eq!(number(n), HeaderValue::from(n), "{n}");
+        }
     }
 
     #[test]

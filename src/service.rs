@@ -63,17 +63,24 @@ impl<S, K, B> RateLimit<S, K, B> {
 /// The outcome of a check, kept until the inner response arrives so its
 /// headers can be written.
 struct Checked {
-    set: LimitSet,
+    policies: SmallVec<[Arc<Policy>; 2]>,
     outcome: Outcome,
     headers: headers::HeaderConfig,
 }
 
 impl Checked {
+    fn new(set: &LimitSet, outcome: Outcome, headers: headers::HeaderConfig) -> Self {
+        Checked {
+            policies: set.limits().iter().map(|l| l.policy.clone()).collect(),
+            outcome,
+            headers,
+        }
+    }
+
     fn items(&self) -> SmallVec<[(&Policy, &Decision); 2]> {
-        self.set
-            .limits()
+        self.policies
             .iter()
-            .map(|l| &*l.policy)
+            .map(|p| &**p)
             .zip(self.outcome.decisions())
             .collect()
     }
@@ -114,12 +121,19 @@ where
                 return ResponseFuture::done(problem.to_response(), tracing::Span::none());
             }
         };
-        let span = tracing::debug_span!(
-            "rate_limit",
-            key = %key,
-            policy = shared.policy.name(),
-            outcome = tracing::field::Empty,
-        );
+        // Checked first so that, with no subscriber interested, no span is
+        // built at all (not even the `log` fallback axum's default
+        // features turn on).
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!(
+                "rate_limit",
+                key = %key,
+                policy = shared.policy.name(),
+                outcome = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let set = LimitSet::single(shared.policy.clone(), key, shared.policy.get_cost());
         let req = Request::from_parts(parts, body);
         match shared.backend.acquire(&set) {
@@ -153,7 +167,7 @@ where
                 ResponseFuture {
                     state: State::Waiting {
                         acquire: future,
-                        pending: Some(Pending { inner, req, set }),
+                        pending: Some(Box::new(Pending { inner, req, set })),
                         shared: self.shared.clone(),
                     },
                     span,
@@ -209,13 +223,13 @@ fn decide<K, B>(
             };
         }
     };
-    let checked = Checked {
-        set,
-        outcome,
-        headers: shared.headers,
-    };
+    let any_denied = outcome.decisions().iter().any(|d| !d.allowed);
+    if any_denied && (shared.shadow || outcome.allowed()) {
+        report_shadow(&set, &outcome);
+    }
+    let checked = Checked::new(&set, outcome, shared.headers);
     if checked.outcome.allowed() && !shared.shadow {
-        let shadow_denied = checked.outcome.decisions().iter().any(|d| !d.allowed);
+        let shadow_denied = any_denied;
         tracing::Span::current().record(
             "outcome",
             if shadow_denied {
@@ -224,30 +238,23 @@ fn decide<K, B>(
                 "allowed"
             },
         );
-        if shadow_denied {
-            report_shadow(&checked);
-        }
         return Verdict::Pass(Some(checked));
     }
     if shared.shadow {
         let denied = !checked.outcome.allowed();
         tracing::Span::current()
             .record("outcome", if denied { "shadow_denied" } else { "allowed" });
-        if denied {
-            report_shadow(&checked);
-        }
         return Verdict::Pass(shared.shadow_headers.then_some(checked));
     }
     tracing::Span::current().record("outcome", "denied");
     let items = checked.items();
     let denied = RateLimited {
         violated: checked
-            .set
-            .limits()
+            .policies
             .iter()
             .zip(checked.outcome.decisions())
-            .filter(|(l, d)| !d.allowed && !l.policy.is_shadow())
-            .map(|(l, d)| (l.policy.clone(), *d))
+            .filter(|(p, d)| !d.allowed && !p.is_shadow())
+            .map(|(p, d)| (p.clone(), *d))
             .collect(),
         retry_after: headers::retry_after(items.iter().map(|(_, d)| *d)),
     };
@@ -270,8 +277,8 @@ fn decide<K, B>(
     Verdict::Answer(res)
 }
 
-fn report_shadow(checked: &Checked) {
-    for (l, d) in checked.set.limits().iter().zip(checked.outcome.decisions()) {
+fn report_shadow(set: &LimitSet, outcome: &Outcome) {
+    for (l, d) in set.limits().iter().zip(outcome.decisions()) {
         if !d.allowed {
             tracing::info!(
                 target: "tollgate::shadow",
@@ -317,6 +324,8 @@ impl<K: Send + Sync, B: Send + Sync> Decider for Shared<K, B> {
 }
 
 pin_project! {
+    // Only the common path (calling the inner service) is stored inline;
+    // the rarer states are boxed so the future stays small to move.
     #[project = StateProj]
     enum State<S, ReqBody, F>
     where
@@ -325,13 +334,12 @@ pin_project! {
         Waiting {
             #[pin]
             acquire: F,
-            pending: Option<Pending<S, ReqBody>>,
+            pending: Option<Box<Pending<S, ReqBody>>>,
             shared: Arc<dyn Decider>,
         },
         Delaying {
-            #[pin]
-            sleep: tokio::time::Sleep,
-            pending: Option<(S, Request<ReqBody>, Option<Checked>)>,
+            sleep: Pin<Box<tokio::time::Sleep>>,
+            pending: Option<Box<(S, Request<ReqBody>, Option<Checked>)>>,
         },
         Calling {
             #[pin]
@@ -339,7 +347,7 @@ pin_project! {
             checked: Option<Checked>,
         },
         Done {
-            response: Option<Response<Bytes>>,
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
@@ -351,7 +359,7 @@ where
     fn done(response: Response<Bytes>, span: tracing::Span) -> Self {
         ResponseFuture {
             state: State::Done {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
             span,
         }
@@ -373,8 +381,8 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Delaying {
-                sleep: tokio::time::sleep(delay.into()),
-                pending: Some((inner, req, checked)),
+                sleep: Box::pin(tokio::time::sleep(delay.into())),
+                pending: Some(Box::new((inner, req, checked))),
             },
             span,
         }
@@ -403,7 +411,7 @@ where
                         mut inner,
                         req,
                         set,
-                    }) = pending.take()
+                    }) = pending.take().map(|p| *p)
                     else {
                         return Poll::Ready(Ok(internal_error()));
                     };
@@ -412,8 +420,8 @@ where
                             let delay = checked.as_ref().map_or(crate::Nanos::ZERO, max_delay);
                             if delay > crate::Nanos::ZERO {
                                 this.state.set(State::Delaying {
-                                    sleep: tokio::time::sleep(delay.into()),
-                                    pending: Some((inner, req, checked)),
+                                    sleep: Box::pin(tokio::time::sleep(delay.into())),
+                                    pending: Some(Box::new((inner, req, checked))),
                                 });
                             } else {
                                 let future = inner.call(req);
@@ -426,8 +434,8 @@ where
                     }
                 }
                 StateProj::Delaying { sleep, pending } => {
-                    ready!(sleep.poll(cx));
-                    let Some((mut inner, req, checked)) = pending.take() else {
+                    ready!(sleep.as_mut().poll(cx));
+                    let Some((mut inner, req, checked)) = pending.take().map(|p| *p) else {
                         return Poll::Ready(Ok(internal_error()));
                     };
                     let future = inner.call(req);
@@ -442,7 +450,7 @@ where
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Done { response } => {
-                    let res = response.take().unwrap_or_else(internal_error_bytes);
+                    let res = response.take().map_or_else(internal_error_bytes, |r| *r);
                     return Poll::Ready(Ok(res.map(ResponseBody::full)));
                 }
             }

@@ -430,27 +430,40 @@ impl MemoryBackend {
             decisions.push(d);
             return Outcome::new(decisions, allowed);
         }
-        if !shard.contains(slot.fp, slot.narrow) {
-            self.admit_new_key(&mut shard, &mut slot, now.as_u64());
-        }
-        let (decision, commit) = if slot.narrow {
-            let state = shard
-                .gcra
-                .get(&slot.fp)
-                .map_or(State::Fresh, |t| State::Gcra {
-                    tat: Nanos::new(*t),
-                });
-            algorithm.check(quota, &state, input)
+        // Known key: one lookup, updated in place.
+        let known = if slot.narrow {
+            shard.gcra.get_mut(&slot.fp).map(|tat| {
+                let (d, commit) = algorithm.check(quota, &State::Gcra { tat: Nanos::new(*tat) }, input);
+                if let Some(Commit::Replace(State::Gcra { tat: next })) = commit {
+                    *tat = next.as_u64();
+                }
+                d
+            })
         } else {
-            match shard.wide.get(&slot.fp) {
-                Some(s) => algorithm.check(quota, &s.state, input),
-                None => algorithm.check(quota, &State::Fresh, input),
+            shard.wide.get_mut(&slot.fp).map(|stored| {
+                let (d, commit) = algorithm.check(quota, &stored.state, input);
+                if let Some(commit) = commit {
+                    stored.state.apply(commit);
+                    stored.idle_at = now.saturating_add(d.reset_after).as_u64();
+                }
+                d
+            })
+        };
+        // Updates only move a key's idle instant later, so the shard's
+        // lower bound on it stays valid without being touched.
+        let decision = match known {
+            Some(d) => d,
+            None => {
+                self.admit_new_key(&mut shard, &mut slot, now.as_u64());
+                let state = shard.state(slot.fp, slot.narrow);
+                let (d, commit) = algorithm.check(quota, &state, input);
+                if let Some(commit) = commit {
+                    let idle_at = now.saturating_add(d.reset_after).as_u64();
+                    shard.write(slot.fp, slot.narrow, commit, idle_at);
+                }
+                d
             }
         };
-        if let Some(commit) = commit {
-            let idle_at = now.saturating_add(decision.reset_after).as_u64();
-            shard.write(slot.fp, slot.narrow, commit, idle_at);
-        }
         drop(shard);
         let allowed = decision.allowed || limit.policy.is_shadow();
         let mut decisions = SmallVec::new();
