@@ -69,9 +69,9 @@ struct Checked {
 }
 
 impl Checked {
-    fn new(set: &LimitSet, outcome: Outcome, headers: headers::HeaderConfig) -> Self {
+    fn new(set: LimitSet, outcome: Outcome, headers: headers::HeaderConfig) -> Self {
         Checked {
-            policies: set.limits().iter().map(|l| l.policy.clone()).collect(),
+            policies: set.into_policies(),
             outcome,
             headers,
         }
@@ -227,7 +227,7 @@ fn decide<K, B>(
     if any_denied && (shared.shadow || outcome.allowed()) {
         report_shadow(&set, &outcome);
     }
-    let checked = Checked::new(&set, outcome, shared.headers);
+    let checked = Checked::new(set, outcome, shared.headers);
     if checked.outcome.allowed() && !shared.shadow {
         let shadow_denied = any_denied;
         tracing::Span::current().record(

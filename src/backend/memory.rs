@@ -1,7 +1,8 @@
 //! The in-memory backend: sharded, bounded, synchronous.
 //!
-//! Keys are stored as 128-bit keyed hashes (SipHash-1-3 with random keys per
-//! backend, so a client cannot craft collisions), spread over shards each
+//! Keys are stored as 64-bit keyed hashes (SipHash-1-3 with random keys per
+//! backend, so a client cannot aim for a collision; two of a million live
+//! keys share a counter with probability about 3 × 10⁻⁸), spread over shards each
 //! behind its own short-held mutex: no global lock, nothing held across an
 //! await (nothing here awaits). GCRA state is one `u64` per key (its
 //! theoretical arrival time, which is also the instant the key goes idle);
@@ -22,7 +23,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, Outcome};
@@ -74,7 +75,7 @@ struct Inner {
     warned_full: AtomicBool,
 }
 
-/// A `u128` fingerprint is already uniformly random: use its low bits.
+/// A fingerprint is already uniformly random: use it as the hash.
 #[derive(Default)]
 struct FingerprintHasher(u64);
 
@@ -89,12 +90,20 @@ impl Hasher for FingerprintHasher {
             self.0 ^= u64::from_le_bytes(b);
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
-type Map<V> = HashMap<u128, V, BuildHasherDefault<FingerprintHasher>>;
+type Map<V> = HashMap<u64, V, BuildHasherDefault<FingerprintHasher>>;
+
+/// The shard comes from the middle bits of a fingerprint: the hash table
+/// uses the low bits for the bucket and the top bits for its tag.
+const SHARD_SHIFT: u32 = 32;
+
+fn shard_of(fp: u64, mask: usize) -> usize {
+    (fp >> SHARD_SHIFT) as usize & mask
+}
 
 #[derive(Default)]
 struct Shard {
@@ -118,7 +127,7 @@ impl Shard {
         self.gcra.len() + self.wide.len()
     }
 
-    fn contains(&self, fp: u128, narrow: bool) -> bool {
+    fn contains(&self, fp: u64, narrow: bool) -> bool {
         if narrow {
             self.gcra.contains_key(&fp)
         } else {
@@ -126,7 +135,7 @@ impl Shard {
         }
     }
 
-    fn state(&self, fp: u128, narrow: bool) -> State {
+    fn state(&self, fp: u64, narrow: bool) -> State {
         if narrow {
             self.gcra.get(&fp).map_or(State::Fresh, |t| State::Gcra {
                 tat: Nanos::new(*t),
@@ -157,7 +166,7 @@ impl Shard {
         self.earliest_idle = self.earliest_idle.min(idle_at);
     }
 
-    fn write(&mut self, fp: u128, narrow: bool, commit: Commit, idle_at: u64) {
+    fn write(&mut self, fp: u64, narrow: bool, commit: Commit, idle_at: u64) {
         self.note_idle_at(idle_at);
         if narrow {
             if let Commit::Replace(State::Gcra { tat }) = commit {
@@ -271,7 +280,7 @@ impl std::fmt::Debug for MemoryBackend {
 /// Where one limit's state lives.
 struct Slotted<'a> {
     limit: &'a Limit,
-    fp: u128,
+    fp: u64,
     shard: usize,
     narrow: bool,
 }
@@ -332,16 +341,16 @@ impl MemoryBackend {
         self.run(set, now, Mode::Peek)
     }
 
-    fn fingerprint(&self, limit: &Limit) -> u128 {
+    fn fingerprint(&self, limit: &Limit) -> u64 {
         let (k0, k1) = self.inner.hash_keys;
         let mut h = SipHasher13::new_with_keys(k0, k1);
         h.write(limit.policy.name().as_bytes());
         h.write_u8(0xff);
         h.write(limit.key.as_bytes());
-        h.finish128().as_u128()
+        h.finish()
     }
 
-    fn overflow_fingerprint(&self, limit: &Limit) -> u128 {
+    fn overflow_fingerprint(&self, limit: &Limit) -> u64 {
         let overflow = Limit {
             policy: limit.policy.clone(),
             key: Key::from_bytes(b"\xfe\xfftollgate-overflow"),
@@ -355,7 +364,7 @@ impl MemoryBackend {
         Slotted {
             limit,
             fp,
-            shard: ((fp >> 64) as usize) & self.inner.shard_mask,
+            shard: shard_of(fp, self.inner.shard_mask),
             narrow: limit.policy.get_algorithm() == Algorithm::Gcra,
         }
     }
@@ -393,7 +402,7 @@ impl MemoryBackend {
         // covers it; it may exceed the capacity by one per policy.
         let overflow = self.overflow_fingerprint(slot.limit);
         slot.fp =
-            (overflow & !((self.inner.shard_mask as u128) << 64)) | ((slot.shard as u128) << 64);
+            (overflow & !((self.inner.shard_mask as u64) << SHARD_SHIFT)) | ((slot.shard as u64) << SHARD_SHIFT);
     }
 
     fn run(&self, set: &LimitSet, now: Nanos, mode: Mode) -> Outcome {
@@ -548,7 +557,7 @@ impl MemoryBackend {
         }
         if allowed && mode == Mode::Acquire {
             for t in tentative {
-                let shard = ((t.fp >> 64) as usize) & self.inner.shard_mask;
+                let shard = shard_of(t.fp, self.inner.shard_mask);
                 let g = &mut guards[guard_of(shard)].1;
                 g.write(t.fp, t.narrow, Commit::Replace(t.state), t.idle_at);
             }
@@ -560,7 +569,7 @@ impl MemoryBackend {
 
 /// A state decided but not yet written (multi-limit sets).
 struct Tentative {
-    fp: u128,
+    fp: u64,
     narrow: bool,
     state: State,
     idle_at: u64,

@@ -240,6 +240,11 @@ impl LimitSet {
         &self.limits
     }
 
+    /// The policies, in order, without their keys.
+    pub fn into_policies(self) -> SmallVec<[Arc<Policy>; 2]> {
+        self.limits.into_iter().map(|l| l.policy).collect()
+    }
+
     /// How many limits.
     pub fn len(&self) -> usize {
         self.limits.len()
