@@ -49,15 +49,22 @@ pub struct Quota {
     limit: u64,
     period: Duration,
     burst: Option<u64>,
+    /// `period / limit` in nanoseconds, computed once: the hot path would
+    /// otherwise divide on every check.
+    interval: u64,
 }
 
 impl Quota {
     /// `limit` requests per `period`.
     pub const fn new(limit: u64, period: Duration) -> Self {
+        let period_ns = period_to_nanos(period);
+        let per = if limit == 0 { 1 } else { limit };
+        let interval = period_ns / per;
         Quota {
             limit,
             period,
             burst: None,
+            interval: if interval == 0 { 1 } else { interval },
         }
     }
 
@@ -113,8 +120,8 @@ impl Quota {
     }
 
     /// The period in nanoseconds.
-    pub fn period_nanos(&self) -> Nanos {
-        Nanos::from(self.period)
+    pub const fn period_nanos(&self) -> Nanos {
+        Nanos::new(period_to_nanos(self.period))
     }
 
     /// The time one request "costs": `period / limit`, rounded down to the
@@ -122,9 +129,8 @@ impl Quota {
     /// request (`per_second(3)` refills one every 333,333,333 ns), and it
     /// keeps a full bucket at or under one period, so `X-RateLimit-Reset`
     /// reads `1` for a per-second quota, not `2`.
-    pub fn emission_interval(&self) -> Nanos {
-        let p = self.period_nanos().as_u64();
-        Nanos::new((p / self.limit.max(1)).max(1))
+    pub const fn emission_interval(&self) -> Nanos {
+        Nanos::new(self.interval)
     }
 
     /// Checks that the quota can be enforced: a non-zero limit and burst, a
@@ -159,6 +165,14 @@ impl Quota {
             });
         }
         Ok(())
+    }
+}
+
+/// A period in nanoseconds, saturating (periods over 584 years).
+const fn period_to_nanos(period: Duration) -> u64 {
+    match period.as_secs().checked_mul(1_000_000_000) {
+        Some(ns) => ns.saturating_add(period.subsec_nanos() as u64),
+        None => u64::MAX,
     }
 }
 

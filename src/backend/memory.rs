@@ -344,8 +344,7 @@ impl MemoryBackend {
     fn fingerprint(&self, limit: &Limit) -> u64 {
         let (k0, k1) = self.inner.hash_keys;
         let mut h = SipHasher13::new_with_keys(k0, k1);
-        h.write(limit.policy.name().as_bytes());
-        h.write_u8(0xff);
+        h.write_u64(limit.policy.id());
         h.write(limit.key.as_bytes());
         h.finish()
     }

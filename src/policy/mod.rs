@@ -30,6 +30,8 @@ use crate::quota::{Quota, QuotaError};
 #[derive(Clone)]
 pub struct Policy {
     name: Arc<str>,
+    /// A stable hash of the name: what separates two policies' counters.
+    id: u64,
     quota: Quota,
     algorithm: Algorithm,
     cost: u64,
@@ -49,6 +51,7 @@ impl Policy {
         let name = name.into();
         let item = ietf_item(&name, &quota);
         Policy {
+            id: Key::from_bytes(name.as_bytes()).stable_hash(),
             ietf_value: HeaderValue::from_str(&item).ok(),
             ietf_item: item,
             limit_value: HeaderValue::from(quota.limit()),
@@ -82,6 +85,12 @@ impl Policy {
     /// The name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A stable 64-bit hash of the name; policies with the same name share
+    /// counters in a backend.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The quota.
