@@ -250,18 +250,23 @@ fn number(n: u64) -> HeaderValue {
         return HeaderValue::from(n);
     };
     let table = SMALL.get_or_init(|| {
-        let digits: &'static str = DIGITS.get_or_init(|| (0..SMALL_NUMBERS).map(|i| i.to_string()).collect());
+        let digits: &'static str =
+            DIGITS.get_or_init(|| (0..SMALL_NUMBERS).map(|i| i.to_string()).collect());
         let mut start = 0;
         (0..SMALL_NUMBERS)
             .map(|i| {
                 let end = start + i.to_string().len();
                 let bytes = Bytes::from_static(&digits.as_bytes()[start..end]);
                 start = end;
-                HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from(i as u64))
+                HeaderValue::from_maybe_shared(bytes)
+                    .unwrap_or_else(|_| HeaderValue::from(i as u64))
             })
             .collect()
     });
-    table.get(i).cloned().unwrap_or_else(|| HeaderValue::from(n))
+    table
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(n))
 }
 
 /// Appends the decimal digits of `n`.
