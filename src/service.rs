@@ -142,8 +142,7 @@ where
                     result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
                 let _entered = span.enter();
                 match decide(shared, result, set) {
-                    Verdict::Pass(checked) => {
-                        let delay = checked.as_ref().map_or(crate::Nanos::ZERO, max_delay);
+                    Verdict::Pass(checked, delay) => {
                         drop(_entered);
                         if delay > crate::Nanos::ZERO {
                             let inner = self.inner.clone();
@@ -189,8 +188,9 @@ fn max_delay(checked: &Checked) -> crate::Nanos {
 
 /// What to do with a checked request.
 enum Verdict {
-    /// Call the inner service; add headers for this check, if any.
-    Pass(Option<Checked>),
+    /// Call the inner service (after `delay`, for a queueing leaky
+    /// bucket); add headers for this check, if any.
+    Pass(Option<Checked>, crate::Nanos),
     /// Answer with this response.
     Answer(Response<Bytes>),
 }
@@ -211,7 +211,7 @@ fn decide<K, B>(
             shared.warn_backend_once(&error);
             tracing::Span::current().record("outcome", "backend_error");
             return match shared.fail_mode {
-                FailMode::Open => Verdict::Pass(None),
+                FailMode::Open => Verdict::Pass(None, crate::Nanos::ZERO),
                 FailMode::Closed => Verdict::Answer(
                     Problem::new(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -238,13 +238,15 @@ fn decide<K, B>(
                 "allowed"
             },
         );
-        return Verdict::Pass(Some(checked));
+        let delay = max_delay(&checked);
+        return Verdict::Pass(Some(checked), delay);
     }
     if shared.shadow {
         let denied = !checked.outcome.allowed();
         tracing::Span::current()
             .record("outcome", if denied { "shadow_denied" } else { "allowed" });
-        return Verdict::Pass(shared.shadow_headers.then_some(checked));
+        // Shadow mode neither blocks nor holds a request back.
+        return Verdict::Pass(shared.shadow_headers.then_some(checked), crate::Nanos::ZERO);
     }
     tracing::Span::current().record("outcome", "denied");
     let items = checked.items();
@@ -416,8 +418,7 @@ where
                         return Poll::Ready(Ok(internal_error()));
                     };
                     match shared.decide(result, set) {
-                        Verdict::Pass(checked) => {
-                            let delay = checked.as_ref().map_or(crate::Nanos::ZERO, max_delay);
+                        Verdict::Pass(checked, delay) => {
                             if delay > crate::Nanos::ZERO {
                                 this.state.set(State::Delaying {
                                     sleep: Box::pin(tokio::time::sleep(delay.into())),

@@ -603,3 +603,23 @@ fn the_layer_and_its_service_are_clone_send_and_sync() {
         tollgate::RateLimit<Router, tollgate::key::ClientIp, tollgate::MemoryBackend>,
     >();
 }
+
+#[tokio::test(start_paused = true)]
+async fn shadow_mode_never_holds_a_queued_request_back() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(1))
+        .algorithm(Algorithm::LeakyBucketQueue {
+            max_delay: Duration::from_secs(5),
+        })
+        .shadow(true)
+        .shadow_headers(true)
+        .build()
+        .unwrap();
+    let app = app(layer);
+    let start = tokio::time::Instant::now();
+    for _ in 0..4 {
+        let res = app.clone().oneshot(from("192.0.2.11")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
