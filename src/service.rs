@@ -140,7 +140,7 @@ where
             Acquire::Ready { result } => {
                 let result =
                     result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
-                let _entered = span.enter();
+                let _entered = (!span.is_none()).then(|| span.enter());
                 match decide(shared, result, set) {
                     Verdict::Pass(checked, delay) => {
                         drop(_entered);
@@ -149,7 +149,11 @@ where
                             let inner = std::mem::replace(&mut self.inner, inner);
                             return ResponseFuture::delaying(delay, inner, req, checked, span);
                         }
-                        let fut = span.in_scope(|| self.inner.call(req));
+                        let fut = if span.is_none() {
+                            self.inner.call(req)
+                        } else {
+                            span.in_scope(|| self.inner.call(req))
+                        };
                         ResponseFuture::calling(fut, checked, span)
                     }
                     Verdict::Answer(res) => {
@@ -400,7 +404,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let _entered = this.span.enter();
+        // Entering even a disabled span costs a dispatcher lookup.
+        let _entered = (!this.span.is_none()).then(|| this.span.enter());
         loop {
             match this.state.as_mut().project() {
                 StateProj::Waiting {

@@ -251,7 +251,11 @@ impl LimitSet {
 
     /// The policies, in order, without their keys.
     pub fn into_policies(self) -> SmallVec<[Arc<Policy>; 2]> {
-        self.limits.into_iter().map(|l| l.policy).collect()
+        let mut out = SmallVec::new();
+        for limit in self.limits {
+            out.push(limit.policy);
+        }
+        out
     }
 
     /// How many limits.
