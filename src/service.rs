@@ -16,7 +16,7 @@ use crate::algorithm::Decision;
 use crate::backend::{Acquire, Backend, BackendError, Outcome};
 use crate::body::ResponseBody;
 use crate::headers;
-use crate::key::{Extracted, KeyExtractor};
+use crate::key::{Extracted, KeyExtractor, OnMissing};
 use crate::layer::{FailMode, Shared};
 use crate::policy::{LimitSet, Policy};
 use crate::response::{Problem, RateLimited};
@@ -108,11 +108,15 @@ where
         let (parts, body) = req.into_parts();
         let key = match shared.extractor.extract(&parts) {
             Extracted::Key(key) => key,
+            Extracted::Missing(_) if shared.extractor.on_missing() == OnMissing::Skip => {
+                let req = Request::from_parts(parts, body);
+                return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
+            }
             Extracted::Skip => {
                 let req = Request::from_parts(parts, body);
                 return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
             }
-            Extracted::Reject(problem) => {
+            Extracted::Reject(problem) | Extracted::Missing(problem) => {
                 tracing::debug!(
                     status = problem.status().as_u16(),
                     title = problem.title(),

@@ -70,7 +70,7 @@ impl ClientIp {
                  (or insert a SocketAddr extension in hyper). Answering 500 until fixed."
             );
         }
-        Extracted::Reject(Problem::new(
+        Extracted::Missing(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Client address unavailable",
             "The rate limiter keys requests by client IP but the server was started without connection info. \
@@ -161,7 +161,7 @@ mod tests {
     fn missing_peer_address_is_a_500_problem_not_a_shared_key() {
         let c = ClientIp::new();
         match c.extract(&parts_with(None)) {
-            Extracted::Reject(p) => assert_eq!(p.status(), StatusCode::INTERNAL_SERVER_ERROR),
+            Extracted::Missing(p) => assert_eq!(p.status(), StatusCode::INTERNAL_SERVER_ERROR),
             other => panic!("expected a rejection, got {other:?}"),
         }
         assert!(c.warned_no_peer.load(Ordering::Relaxed));

@@ -198,11 +198,28 @@ impl From<u64> for Key {
 pub enum Extracted {
     /// Limit under this key.
     Key(Key),
+    /// Nothing usable to key on: the header is absent, the token invalid,
+    /// the peer address unknown. A fallback (`a.or(b)`) tries the next
+    /// extractor; otherwise the extractor's [`OnMissing`] decides, and the
+    /// problem is the answer when it says [`OnMissing::Reject`].
+    Missing(Problem),
     /// Do not limit this request.
     Skip,
-    /// Answer with this problem instead of calling the service (e.g. 401
-    /// for a missing API key, 500 for a missing peer address).
+    /// Answer with this problem at once, without any fallback (e.g. 400
+    /// for a single-value forwarding header sent twice).
     Reject(Problem),
+}
+
+/// What a request without a usable key gets, per extractor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnMissing {
+    /// Answer with the extractor's problem (401 for credentials, 500 for a
+    /// missing peer address). The default.
+    #[default]
+    Reject,
+    /// Let the request through without limiting it.
+    Skip,
 }
 
 /// Finds the [`Key`] of a request.
@@ -229,4 +246,10 @@ pub enum Extracted {
 pub trait KeyExtractor: Clone + Send + Sync + 'static {
     /// Looks at the request head.
     fn extract(&self, parts: &Parts) -> Extracted;
+
+    /// What happens when [`extract`](Self::extract) finds nothing usable
+    /// ([`Extracted::Missing`]) and no fallback is left.
+    fn on_missing(&self) -> OnMissing {
+        OnMissing::Reject
+    }
 }
