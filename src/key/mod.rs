@@ -5,8 +5,11 @@
 //! answers with a key, "skip limiting", or a rejection with a documented
 //! status. The default, [`ClientIp`], keys by the peer address.
 
+mod combine;
 mod global;
+mod header;
 mod ip;
+mod user;
 
 use std::fmt;
 use std::hash::Hasher;
@@ -16,8 +19,11 @@ use std::sync::Arc;
 use http::request::Parts;
 use siphasher::sip::SipHasher13;
 
+pub use combine::{KeyExtractorExt, Or};
 pub use global::{from_fn, FromFn, Global};
+pub use header::{Header, Query, MAX_CREDENTIAL_LEN};
 pub use ip::ClientIp;
+pub use user::{Method, Route, User};
 
 use crate::response::Problem;
 
@@ -73,6 +79,21 @@ impl Key {
         let (a, b) = sip128(bytes);
         let mut buf = [0u8; 17];
         buf[0] = 0xff;
+        buf[1..9].copy_from_slice(&a.to_le_bytes());
+        buf[9..].copy_from_slice(&b.to_le_bytes());
+        Self::from_bytes(&buf)
+    }
+
+    /// A key for a credential (an API key, a token's claim you would rather
+    /// not store): a tagged 128-bit SipHash of the bytes, never the bytes,
+    /// so the credential cannot reach logs, headers or a shared store's key
+    /// names. The hash is the same on every server (fixed SipHash keys), so
+    /// a fleet sharing Redis agrees on it; it hides a credential from
+    /// someone reading a dump, not from someone who can guess it.
+    pub fn secret(bytes: &[u8]) -> Self {
+        let (a, b) = sip128(bytes);
+        let mut buf = [0u8; 17];
+        buf[0] = 0xfd;
         buf[1..9].copy_from_slice(&a.to_le_bytes());
         buf[9..].copy_from_slice(&b.to_le_bytes());
         Self::from_bytes(&buf)
