@@ -43,6 +43,7 @@ pub struct Problem {
     title: Cow<'static, str>,
     detail: Cow<'static, str>,
     violated: Vec<String>,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -58,7 +59,14 @@ impl Problem {
             title: title.into(),
             detail: detail.into(),
             violated: Vec::new(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the response (e.g. `WWW-Authenticate` on a 401).
+    pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Sets the `type` URI.
@@ -122,6 +130,9 @@ impl Problem {
         *res.status_mut() = self.status;
         res.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (name, value) in &self.headers {
+            res.headers_mut().append(name.clone(), value.clone());
+        }
         res
     }
 }
@@ -213,6 +224,7 @@ impl RateLimited {
                 .iter()
                 .map(|(p, _)| p.name().to_owned())
                 .collect(),
+            headers: Vec::new(),
         }
     }
 }

@@ -10,6 +10,8 @@ mod global;
 mod header;
 mod ip;
 mod user;
+#[cfg(feature = "jwt")]
+mod jwt;
 
 use std::fmt;
 use std::hash::Hasher;
@@ -24,6 +26,8 @@ pub use global::{from_fn, FromFn, Global};
 pub use header::{Header, Query, MAX_CREDENTIAL_LEN};
 pub use ip::ClientIp;
 pub use user::{Method, Route, User};
+#[cfg(feature = "jwt")]
+pub use jwt::{Bearer, JwtAlgorithm, JwtError};
 
 use crate::response::Problem;
 
