@@ -42,6 +42,13 @@ pub struct Problem {
     type_uri: Cow<'static, str>,
     title: Cow<'static, str>,
     detail: Cow<'static, str>,
+    /// `violated-policies` and extra headers: rare, so boxed to keep the
+    /// problem (and results carrying it) small.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Extra {
     violated: Vec<String>,
     headers: Vec<(http::HeaderName, HeaderValue)>,
 }
@@ -58,14 +65,16 @@ impl Problem {
             type_uri: Cow::Borrowed("about:blank"),
             title: title.into(),
             detail: detail.into(),
-            violated: Vec::new(),
-            headers: Vec::new(),
+            extra: None,
         }
     }
 
     /// Adds a header to the response (e.g. `WWW-Authenticate` on a 401).
     pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.extra
+            .get_or_insert_with(Box::default)
+            .headers
+            .push((name, value));
         self
     }
 
@@ -97,7 +106,7 @@ impl Problem {
 
     /// The policies named in `violated-policies` (429 only).
     pub fn violated_policies(&self) -> &[String] {
-        &self.violated
+        self.extra.as_ref().map_or(&[], |e| &e.violated)
     }
 
     /// The JSON body.
@@ -110,9 +119,10 @@ impl Problem {
         let _ = write!(out, ",\"status\":{}", self.status.as_u16());
         out.push_str(",\"detail\":");
         push_json_str(&mut out, &self.detail);
-        if !self.violated.is_empty() {
+        let violated = self.violated_policies();
+        if !violated.is_empty() {
             out.push_str(",\"violated-policies\":[");
-            for (i, name) in self.violated.iter().enumerate() {
+            for (i, name) in violated.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -130,7 +140,7 @@ impl Problem {
         *res.status_mut() = self.status;
         res.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        for (name, value) in &self.headers {
+        for (name, value) in self.extra.iter().flat_map(|e| &e.headers) {
             res.headers_mut().append(name.clone(), value.clone());
         }
         res
@@ -219,12 +229,14 @@ impl RateLimited {
             type_uri: Cow::Borrowed(QUOTA_EXCEEDED_TYPE),
             title: Cow::Borrowed("Too Many Requests"),
             detail: Cow::Owned(detail),
-            violated: self
-                .violated
-                .iter()
-                .map(|(p, _)| p.name().to_owned())
-                .collect(),
-            headers: Vec::new(),
+            extra: Some(Box::new(Extra {
+                violated: self
+                    .violated
+                    .iter()
+                    .map(|(p, _)| p.name().to_owned())
+                    .collect(),
+                headers: Vec::new(),
+            })),
         }
     }
 }

@@ -9,9 +9,9 @@ mod combine;
 mod global;
 mod header;
 mod ip;
-mod user;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod user;
 
 use std::fmt;
 use std::hash::Hasher;
@@ -24,10 +24,10 @@ use siphasher::sip::SipHasher13;
 pub use combine::{KeyExtractorExt, Or};
 pub use global::{from_fn, FromFn, Global};
 pub use header::{Header, Query, MAX_CREDENTIAL_LEN};
-pub use ip::ClientIp;
-pub use user::{Method, Route, User};
+pub use ip::{ClientIp, ClientIpHeader};
 #[cfg(feature = "jwt")]
 pub use jwt::{Bearer, JwtAlgorithm, JwtError};
+pub use user::{Method, Route, User};
 
 use crate::response::Problem;
 
