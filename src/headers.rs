@@ -185,7 +185,9 @@ pub(crate) fn write(
             }
             // Built by hand: `format!` costs more than the rest of this
             // function together.
-            let mut value = Vec::with_capacity(24 * items.len());
+            // Room for the names and two 20-digit numbers each: no regrowth.
+            let room: usize = items.iter().map(|(p, _)| p.name().len() + 52).sum();
+            let mut value = Vec::with_capacity(room);
             for (i, (p, d)) in items.iter().enumerate() {
                 if i > 0 {
                     value.extend_from_slice(b", ");
