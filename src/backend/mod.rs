@@ -6,6 +6,7 @@
 //! awaits on that path; a networked backend returns its future
 //! ([`Acquire::Pending`]).
 
+mod blocked;
 mod memory;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
 
+pub use blocked::BlockedCache;
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
 use crate::algorithm::Decision;
@@ -41,6 +43,15 @@ impl Outcome {
     /// One decision per limit, in the order of the set.
     pub fn decisions(&self) -> &[Decision] {
         &self.decisions
+    }
+
+    /// The same outcome `elapsed` later, with nothing counted meanwhile:
+    /// waits and resets shortened (a remembered denial, re-served).
+    pub(crate) fn age(&mut self, elapsed: crate::Nanos) {
+        for d in &mut self.decisions {
+            d.reset_after = d.reset_after.saturating_sub(elapsed);
+            d.retry_after = d.retry_after.map(|r| r.saturating_sub(elapsed));
+        }
     }
 }
 
