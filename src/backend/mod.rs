@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
 
-pub use blocked::BlockedCache;
+pub use blocked::{BlockedCache, DEFAULT_BLOCKED_CAPACITY};
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
 use crate::algorithm::Decision;
