@@ -18,6 +18,38 @@ use crate::service::RateLimit;
 
 /// What happens to a request when the backend cannot answer (an error or a
 /// timeout).
+///
+/// There are three fail modes; two are set here, the third is a backend:
+///
+/// - **open** ([`FailMode::Open`], the default): the request passes, without
+///   rate-limit headers; the failure is logged at `error` once per outage
+///   and recorded per request as `outcome = "backend_error"` on the
+///   `rate_limit` span.
+/// - **closed** ([`FailMode::Closed`]): the request is answered `503
+///   Service Unavailable` (problem+json) without reaching the service.
+/// - **local**: wrap the backend in a [`Failover`](crate::backend::Failover)
+///   with an in-memory fallback,
+///   `.backend(Failover::new(primary, MemoryBackend::new()))`. Behind a
+///   circuit breaker and a timeout, the fallback answers whenever the
+///   primary cannot, so requests are still limited (per server, not
+///   fleet-wide), 429s included, and the layer sees no error; what was
+///   consumed locally is written back into the primary when it recovers.
+///   This enum then only applies if the fallback fails too.
+///
+/// ```
+/// use tollgate::backend::{Failover, MemoryBackend};
+/// use tollgate::{FailMode, Quota, RateLimitLayer};
+///
+/// // "closed", with a local fallback first: 503 only if both fail.
+/// let primary = MemoryBackend::new(); // e.g. RedisBackend (feature `redis`)
+/// let layer = RateLimitLayer::builder()
+///     .quota(Quota::per_second(10))
+///     .backend(Failover::new(primary, MemoryBackend::new()))
+///     .fail_mode(FailMode::Closed)
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum FailMode {

@@ -55,7 +55,7 @@ mod service;
 pub mod time;
 
 pub use algorithm::{Algorithm, Decision};
-pub use backend::{MemoryBackend, Outcome};
+pub use backend::{CircuitBreaker, CircuitState, Failover, MemoryBackend, Outcome};
 pub use body::ResponseBody;
 pub use headers::{HeaderStyle, ResetFormat};
 pub use layer::{ConfigError, FailMode, RateLimitLayer, RateLimitLayerBuilder};

@@ -2,6 +2,10 @@
 //! (TAT) of the next request. With interval `T = period / limit` and
 //! capacity `D = burst × T`, a request of cost `c` is admitted when
 //! `max(TAT, now) + c·T − now ≤ D`.
+//!
+//! Forced (see [`Algorithm::force`](super::Algorithm::force)):
+//! `TAT' = max(TAT, now) + c·T`, with no cap, so a key can be taken past its
+//! capacity and pays the excess back at the sustained rate.
 
 use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -35,5 +39,18 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
             Decision::deny(limit, remaining, Nanos::new(tat - now), retry),
             None,
         )
+    }
+}
+
+/// `TAT' = max(TAT, now) + cost·T`, even beyond the capacity.
+pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
+    let t = quota.emission_interval().as_u64().max(1);
+    let stored = match state {
+        State::Gcra { tat } => tat.as_u64(),
+        _ => 0,
+    };
+    let tat = stored.max(input.now.as_u64());
+    State::Gcra {
+        tat: Nanos::new(tat.saturating_add(mul(input.cost, t))),
     }
 }

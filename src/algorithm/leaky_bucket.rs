@@ -4,6 +4,9 @@
 //! rejected; as a queue, a request that overflows by at most `max_delay` is
 //! admitted and held for the overflow, so queued requests leave at the
 //! sustained rate (nginx `limit_req burst= delay=`).
+//!
+//! Forced (see [`Algorithm::force`](super::Algorithm::force)): the water
+//! is drained to `now`, then `cost × interval` is poured with no ceiling.
 
 use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -49,5 +52,20 @@ pub(super) fn check(
             Decision::deny(limit, remaining, Nanos::new(water), retry),
             None,
         )
+    }
+}
+
+/// Drains to `now`, then pours `cost·T` with no ceiling.
+pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
+    let t = quota.emission_interval().as_u64().max(1);
+    let now = input.now.as_u64();
+    let (water, last) = match state {
+        State::Bucket { level, last } => (level.as_u64(), last.as_u64()),
+        _ => (0, now),
+    };
+    let water = water.saturating_sub(now.saturating_sub(last));
+    State::Bucket {
+        level: Nanos::new(water.saturating_add(mul(input.cost, t))),
+        last: Nanos::new(now.max(last)),
     }
 }

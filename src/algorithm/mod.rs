@@ -152,6 +152,87 @@ impl Algorithm {
         }
     }
 
+    /// Counts `input.cost` units **whatever the limit says**, and returns the
+    /// resulting decision and the state to store. Pure, like
+    /// [`check`](Self::check). This is what
+    /// [`Backend::absorb`](crate::backend::Backend::absorb) runs: writing
+    /// back consumption that was already admitted elsewhere (by a fallback
+    /// during an outage), so a key may end up over its limit and pays the
+    /// excess back the way the algorithm repays any consumption.
+    ///
+    /// The state written, with `T` the emission interval
+    /// (`period / limit`), `D = burst × T`, `c` the cost:
+    ///
+    /// | algorithm | forced state |
+    /// |---|---|
+    /// | GCRA | `TAT' = max(TAT, now) + c·T` |
+    /// | token bucket | refill to `now` (capped at `D`), then take `c·T`; a deficit `d` leaves the level at 0 and moves `last` to `max(last, now) + d` (refill restarts once the debt is paid) |
+    /// | leaky bucket (meter and queue) | drain to `now`, then pour `c·T` with no ceiling; `last' = max(last, now)` |
+    /// | fixed window (aligned, staggered) | the current window's count `+ c` (forgotten when the window ends) |
+    /// | sliding window counter | roll the windows to `now`, then current count `+ c` |
+    /// | sliding window log | append `(now, c)` after dropping entries older than one period |
+    ///
+    /// A cost of zero changes nothing. The decision:
+    ///
+    /// - `allowed`: whether the units fitted (what `check` with this cost
+    ///   would have said before the write);
+    /// - `limit`: the quota's limit;
+    /// - `remaining`, `reset_after`: what [`peek`](Self::peek) reports right
+    ///   after the write (`remaining` is 0 while the key is over its limit;
+    ///   `reset_after` is when nothing counts any more, debt included);
+    /// - `retry_after`: `None` if a request of cost 1 would be admitted right
+    ///   after the write, else when it would be (exact, like `check`'s);
+    /// - `delay`: zero.
+    ///
+    /// ```
+    /// use tollgate::algorithm::{Algorithm, Input, State};
+    /// use tollgate::{Nanos, Quota};
+    ///
+    /// let quota = Quota::per_second(10); // T = 100 ms, burst 10
+    /// let now = Nanos::from_secs(100);
+    /// let input = Input { now, cost: 15, key_hash: 0 };
+    /// let (d, state) = Algorithm::Gcra.force(&quota, &State::Fresh, input);
+    /// assert_eq!(state, State::Gcra { tat: Nanos::from_millis(101_500) });
+    /// assert!(!d.allowed); // 15 did not fit in 10
+    /// assert_eq!(d.remaining, 0);
+    /// assert_eq!(d.reset_after, Nanos::from_millis(1_500));
+    /// // one more fits once the TAT is back within the capacity (1 s)
+    /// assert_eq!(d.retry_after, Some(Nanos::from_millis(600)));
+    /// ```
+    pub fn force(&self, quota: &Quota, state: &State, input: Input) -> (Decision, State) {
+        let (before, _) = self.check(quota, state, input);
+        let next = if input.cost == 0 {
+            state.clone()
+        } else {
+            match self {
+                Algorithm::Gcra => gcra::force(quota, state, input),
+                Algorithm::TokenBucket => token_bucket::force(quota, state, input),
+                Algorithm::LeakyBucket | Algorithm::LeakyBucketQueue { .. } => {
+                    leaky_bucket::force(quota, state, input)
+                }
+                Algorithm::FixedWindow => fixed_window::force(quota, state, input, Nanos::ZERO),
+                Algorithm::FixedWindowStaggered => {
+                    let period = quota.period_nanos().as_u64().max(1);
+                    let offset = Nanos::new(input.key_hash % period);
+                    fixed_window::force(quota, state, input, offset)
+                }
+                Algorithm::SlidingWindow => sliding_window::force(quota, state, input),
+                Algorithm::SlidingWindowLog => sliding_log::force(quota, state, input),
+            }
+        };
+        let (one, _) = self.check(quota, &next, Input { cost: 1, ..input });
+        let after = self.peek(quota, &next, input.now, input.key_hash);
+        let decision = Decision {
+            allowed: before.allowed,
+            limit: quota.limit(),
+            remaining: after.remaining,
+            reset_after: after.reset_after,
+            retry_after: if one.allowed { None } else { one.retry_after },
+            delay: Nanos::ZERO,
+        };
+        (decision, next)
+    }
+
     /// What the state of a key is before any request: what `peek` reports.
     pub fn peek(&self, quota: &Quota, state: &State, now: Nanos, key_hash: u64) -> Decision {
         // A zero-cost check consumes nothing and is always allowed; its

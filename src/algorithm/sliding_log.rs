@@ -1,6 +1,9 @@
 //! Sliding window log: the (instant, cost) of every admitted request; at
 //! most `limit` units in any span of one period. An entry admitted at `t`
 //! stops counting at `t + period`.
+//!
+//! Forced (see [`Algorithm::force`](super::Algorithm::force)): an entry
+//! `(now, cost)` is appended whatever the log holds.
 
 use super::{Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -58,4 +61,16 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
             None,
         )
     }
+}
+
+/// Appends `(now, cost)` (dropping expired entries), past the limit if
+/// need be.
+pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
+    let mut next = state.clone();
+    next.apply(Commit::Log {
+        at: input.now,
+        period: Nanos::new(quota.period_nanos().as_u64().max(1)),
+        cost: input.cost,
+    });
+    next
 }

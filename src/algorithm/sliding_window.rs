@@ -1,6 +1,10 @@
 //! Sliding window counter: the previous aligned window's count, weighted by
 //! the share of it the sliding window still covers (rounded down), plus the
 //! current window's count, must stay within `limit`.
+//!
+//! Forced (see [`Algorithm::force`](super::Algorithm::force)): the windows
+//! are rolled to `now`, then `cost` is added to the current count with no
+//! cap.
 
 use super::{mul_div, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -23,17 +27,7 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
     let now = input.now.as_u64();
     let start = now - now % p;
     let elapsed = now - start;
-    let (prev, curr) = match state {
-        State::Sliding {
-            start: s,
-            prev,
-            curr,
-        } if s.as_u64() == start => (*prev, *curr),
-        State::Sliding { start: s, curr, .. } if s.as_u64().saturating_add(p) == start => {
-            (*curr, 0)
-        }
-        _ => (0, 0),
-    };
+    let (prev, curr) = counts(state, start, p);
     let weighted = mul_div(prev, p - elapsed, p);
     let used = weighted.saturating_add(curr);
     let limit = quota.limit();
@@ -73,5 +67,33 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
             Decision::deny(limit, limit.saturating_sub(used), reset(prev, curr), retry),
             None,
         )
+    }
+}
+
+/// The previous and current counts of the window starting at `start`.
+fn counts(state: &State, start: u64, p: u64) -> (u64, u64) {
+    match state {
+        State::Sliding {
+            start: s,
+            prev,
+            curr,
+        } if s.as_u64() == start => (*prev, *curr),
+        State::Sliding { start: s, curr, .. } if s.as_u64().saturating_add(p) == start => {
+            (*curr, 0)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// Rolls the windows to `now` and adds `cost` to the current count.
+pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
+    let p = quota.period_nanos().as_u64().max(1);
+    let now = input.now.as_u64();
+    let start = now - now % p;
+    let (prev, curr) = counts(state, start, p);
+    State::Sliding {
+        start: Nanos::new(start),
+        prev,
+        curr: curr.saturating_add(input.cost),
     }
 }

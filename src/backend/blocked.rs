@@ -219,6 +219,12 @@ impl<B: Backend> Backend for BlockedCache<B> {
         self.shared.lock().remove(&self.shared.fingerprint(set));
         box_acquire(self.inner.reset(set))
     }
+
+    /// Forwarded: counting over the limit only makes a remembered denial
+    /// truer, so the memory is kept.
+    fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
+        box_acquire(self.inner.absorb(set))
+    }
 }
 
 fn box_acquire<F>(a: Acquire<F>) -> Acquire<BoxFuture>

@@ -341,6 +341,39 @@ impl MemoryBackend {
         self.run(set, now, Mode::Peek)
     }
 
+    /// [`Backend::absorb`] at an explicit instant: counts every limit's
+    /// units, over its quota if need be, with
+    /// [`Algorithm::force`]; each limit is counted on its own (one shard
+    /// lock at a time), in the set's order.
+    pub fn absorb_at(&self, set: &LimitSet, now: Nanos) -> Outcome {
+        let mut decisions: SmallVec<[Decision; 2]> = SmallVec::new();
+        let mut allowed = true;
+        for limit in set.limits() {
+            let mut slot = self.slot(limit);
+            let algorithm = limit.policy.get_algorithm();
+            let quota = limit.policy.quota();
+            let input = Input {
+                now,
+                cost: limit.cost,
+                key_hash: key_hash(limit),
+            };
+            let mut shard = lock(&self.inner.shards[slot.shard]);
+            if limit.cost > 0 {
+                self.admit_new_key(&mut shard, &mut slot, now.as_u64());
+            }
+            let state = shard.state(slot.fp, slot.narrow);
+            let (d, next) = algorithm.force(quota, &state, input);
+            if limit.cost > 0 {
+                let idle_at = now.saturating_add(d.reset_after).as_u64();
+                shard.write(slot.fp, slot.narrow, Commit::Replace(next), idle_at);
+            }
+            drop(shard);
+            allowed &= d.allowed || limit.policy.is_shadow();
+            decisions.push(d);
+        }
+        Outcome::new(decisions, allowed)
+    }
+
     fn fingerprint(&self, limit: &Limit) -> u64 {
         let (k0, k1) = self.inner.hash_keys;
         let mut h = SipHasher13::new_with_keys(k0, k1);
@@ -638,6 +671,10 @@ impl Backend for MemoryBackend {
 
     fn reset(&self, set: &LimitSet) -> Acquire<Self::Future> {
         Acquire::ready(Ok(self.run(set, self.inner.clock.now(), Mode::Reset)))
+    }
+
+    fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
+        Acquire::ready(Ok(self.absorb_at(set, self.inner.clock.now())))
     }
 }
 

@@ -7,6 +7,8 @@
 //! ([`Acquire::Pending`]).
 
 mod blocked;
+mod circuit;
+mod failover;
 mod memory;
 
 use std::future::Future;
@@ -16,6 +18,8 @@ use std::task::{Context, Poll};
 use smallvec::SmallVec;
 
 pub use blocked::{BlockedCache, DEFAULT_BLOCKED_CAPACITY};
+pub use circuit::{BackendHealth, CircuitBreaker, CircuitBreakerBuilder, CircuitState, Permit};
+pub use failover::{Failover, FailoverBuilder, FailoverFuture, Health, HealthStatus};
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
 use crate::algorithm::Decision;
@@ -140,4 +144,44 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Forgets the state of the set's keys (they get their full quota) and
     /// returns the fresh decisions.
     fn reset(&self, set: &LimitSet) -> Acquire<Self::Future>;
+
+    /// Counts the set's units **even over the limit**: how consumption
+    /// admitted elsewhere is written back, e.g. what a [`Failover`]'s
+    /// fallback admitted while this backend was down, so that a client does
+    /// not get a fresh quota from the outage.
+    ///
+    /// The contract, which every implementation must follow exactly:
+    ///
+    /// - **Every limit is counted, independently.** Not all-or-nothing: a
+    ///   limit over its quota does not stop the others from being counted;
+    ///   shadow policies are counted too. A limit's `cost` is the number of
+    ///   units to count; a cost of zero changes nothing. The same key twice
+    ///   in a set is counted twice, in order.
+    /// - **At the backend's own clock** (for Redis, the server's `TIME`), as
+    ///   if the units were consumed now. Each limit's new state is
+    ///   [`Algorithm::force`](crate::Algorithm::force) of its stored state
+    ///   (see its table: e.g. GCRA `TAT' = max(TAT, now) + cost·T`, a fixed
+    ///   window's count `+ cost`), so a key may end up past its limit and
+    ///   repays the excess the way the algorithm repays any consumption;
+    ///   idle expiry (TTLs) must follow the new `reset_after`.
+    /// - **The answer**: one decision per limit, in the set's order, as
+    ///   returned by `Algorithm::force` (`allowed` says whether the units
+    ///   fitted within the limit; `remaining`, `reset_after` and
+    ///   `retry_after` describe the key after the write); the outcome is
+    ///   allowed when every non-shadow limit's units fitted. The units are
+    ///   counted either way.
+    /// - **Errors** mean nothing is known to have been counted; a caller
+    ///   may retry the whole set (a retry after a partial write can count
+    ///   twice: callers keep sets small).
+    ///
+    /// The default implementation answers
+    /// [`BackendError::Unavailable`]: a backend that cannot count over the
+    /// limit says so rather than approximating (with [`Failover`], the
+    /// local consumption is then kept and logged, not written back).
+    fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
+        let _ = set;
+        Acquire::ready(Err(BackendError::Unavailable(
+            "this backend does not implement Backend::absorb (counting over the limit)".into(),
+        )))
+    }
 }

@@ -239,3 +239,95 @@ async fn the_default_clock_follows_paused_tokio_time() {
     tokio::time::advance(Duration::from_millis(1)).await;
     assert!(b.acquire(&set).await.unwrap().allowed());
 }
+
+#[test]
+fn absorb_counts_every_limit_even_over_its_quota() {
+    let b = MemoryBackend::new();
+    let small = policy("small", Quota::per_minute(2));
+    let large = policy("large", Quota::per_minute(100));
+    let mut set = LimitSet::new();
+    set.push(small.clone(), Key::from("c"), 5);
+    set.push(large.clone(), Key::from("c"), 5);
+    let out = b.absorb_at(&set, at_secs(0));
+    // The small limit could not fit 5: reported, but counted all the same.
+    assert!(!out.allowed());
+    assert!(!out.decisions()[0].allowed);
+    assert!(out.decisions()[1].allowed);
+    assert_eq!(out.decisions()[1].remaining, 95);
+    let small_alone = LimitSet::single(small, Key::from("c"), 1);
+    let peeked = b.peek_at(&small_alone, at_secs(0));
+    assert_eq!(peeked.decisions()[0].remaining, 0);
+    // GCRA 2/min: T = 30 s; TAT = now + 150 s; one fits again at now + 120 s.
+    assert_eq!(out.decisions()[0].retry_after, Some(Nanos::from_secs(120)));
+    assert!(!b.acquire_at(&small_alone, at_secs(119)).allowed());
+    assert!(b.acquire_at(&small_alone, at_secs(120)).allowed());
+    let large_alone = LimitSet::single(large, Key::from("c"), 1);
+    assert_eq!(
+        b.peek_at(&large_alone, at_secs(0)).decisions()[0].remaining,
+        95
+    );
+}
+
+#[test]
+fn absorb_of_the_same_key_twice_counts_twice_and_zero_counts_nothing() {
+    let b = MemoryBackend::new();
+    let p = Arc::new(Policy::new("p", Quota::per_minute(10)).algorithm(Algorithm::FixedWindow));
+    let mut set = LimitSet::new();
+    set.push(p.clone(), Key::from("k"), 4);
+    set.push(p.clone(), Key::from("k"), 4);
+    set.push(p.clone(), Key::from("other"), 0);
+    let out = b.absorb_at(&set, at_secs(0));
+    assert_eq!(out.decisions()[0].remaining, 6);
+    assert_eq!(out.decisions()[1].remaining, 2);
+    assert_eq!(out.decisions()[2].remaining, 10);
+    assert_eq!(b.len(), 1, "a zero cost stores nothing");
+}
+
+#[test]
+fn an_absorbed_debt_is_kept_until_it_is_repaid() {
+    // 6 units on a quota of 2/s: a bucket is busy for 3 s; a log entry
+    // counts for one period, a window until its end (the sliding counter:
+    // until the previous window's weighted count rounds down to zero).
+    for (alg, busy_ns) in [
+        (Algorithm::Gcra, 3_000_000_000),
+        (Algorithm::TokenBucket, 3_000_000_000),
+        (Algorithm::LeakyBucket, 3_000_000_000),
+        (Algorithm::SlidingWindowLog, 1_000_000_000),
+        (Algorithm::FixedWindow, 1_000_000_000),
+        (Algorithm::SlidingWindow, 1_833_333_334),
+    ] {
+        let b = MemoryBackend::builder().max_keys(10_000).build();
+        let p = Arc::new(Policy::new("p", Quota::per_second(2)).algorithm(alg));
+        let set = LimitSet::single(p, Key::from("k"), 6);
+        let out = b.absorb_at(&set, at_secs(0));
+        let busy = Nanos::new(busy_ns);
+        assert_eq!(out.decisions()[0].reset_after, busy, "{alg:?}");
+        let one = LimitSet::single(set.limits()[0].policy.clone(), Key::from("k"), 1);
+        // Sweeping just before the debt is repaid keeps the key.
+        let before = at_secs(0).saturating_add(busy).as_u64() - 1;
+        let _: usize = b.inner.shards.iter().map(|s| lock(s).sweep(before)).sum();
+        assert_eq!(b.len(), 1, "{alg:?}");
+        let left = b.peek_at(&one, Nanos::new(before)).decisions()[0].remaining;
+        assert!(left < 2, "{alg:?}: still counted");
+        let at = at_secs(0).saturating_add(busy).as_u64();
+        let swept: usize = b.inner.shards.iter().map(|s| lock(s).sweep(at)).sum();
+        assert_eq!(swept, 1, "{alg:?}");
+    }
+}
+
+#[tokio::test]
+async fn absorb_through_the_backend_trait_uses_the_backend_clock() {
+    let b = MemoryBackend::new();
+    let p = policy("p", Quota::per_minute(3));
+    let out = b
+        .absorb(&LimitSet::single(p.clone(), Key::from("k"), 3))
+        .await
+        .unwrap();
+    assert!(out.allowed());
+    assert_eq!(out.decisions()[0].remaining, 0);
+    let next = b
+        .acquire(&LimitSet::single(p, Key::from("k"), 1))
+        .await
+        .unwrap();
+    assert!(!next.allowed());
+}
