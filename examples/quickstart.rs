@@ -9,6 +9,8 @@
 //! Environment:
 //! - `PORT`: the port (default 3000);
 //! - `QUOTA`: another quota in tollgate's string form (`"100/m"`, `"5/30s"`);
+//! - `REDIS_URL` (with `--features redis`): share the limit through Redis,
+//!   falling back to memory while Redis is down;
 //! - `RATE_LIMIT=off`: serve without the layer (how `scripts/wrk.sh`
 //!   measures the layer's cost against the same app).
 
@@ -32,27 +34,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("PORT={p:?} is not a port number: {e}"))?,
         Err(_) => 3000,
     };
-    if std::env::var_os("REDIS_URL").is_some() {
-        eprintln!("REDIS_URL is set, but this build has no Redis backend yet; using memory.");
-    }
-
     let quota: Quota = match std::env::var("QUOTA") {
         Ok(q) => q.parse()?,
         Err(_) => Quota::per_minute(5),
     };
     let limited = std::env::var("RATE_LIMIT").map_or(true, |v| v != "off");
     let app = Router::new().route("/", get(|| async { "hello\n" }));
-    let app = if limited {
+    let app = if !limited {
+        app
+    } else if let Ok(url) = std::env::var("REDIS_URL") {
+        with_redis(app, quota, &url)?
+    } else {
         // Built here, not with RateLimitLayer::new, so a bad QUOTA is an error.
         app.layer(RateLimitLayer::builder().quota(quota).build()?)
-    } else {
-        app
     };
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let addr = listener.local_addr()?;
     if limited {
-        println!("tollgate quickstart on http://{addr}/ ({quota} per client IP, in memory)");
+        let store = if std::env::var_os("REDIS_URL").is_some() {
+            "Redis, memory if it is down"
+        } else {
+            "in memory"
+        };
+        println!("tollgate quickstart on http://{addr}/ ({quota} per client IP, {store})");
     } else {
         println!("tollgate quickstart on http://{addr}/ (RATE_LIMIT=off: no limit)");
     }
@@ -66,4 +71,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     Ok(())
+}
+
+/// Redis shared by every instance, behind a failover to memory so the app
+/// stays up (and limited) when Redis does not.
+#[cfg(feature = "redis")]
+fn with_redis(app: Router, quota: Quota, url: &str) -> Result<Router, Box<dyn std::error::Error>> {
+    use tollgate::backend::{Failover, MemoryBackend};
+    // Lazy: the app starts even if Redis is down; the failover answers.
+    let redis = tollgate::RedisBackend::builder(url).connect_lazy()?;
+    let backend = Failover::new(redis, MemoryBackend::new());
+    Ok(app.layer(
+        RateLimitLayer::builder()
+            .backend(backend)
+            .quota(quota)
+            .build()?,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: Router, _: Quota, _: &str) -> Result<Router, Box<dyn std::error::Error>> {
+    Err("REDIS_URL is set, but this build has no Redis backend: run `cargo run --example quickstart --features redis` (or unset REDIS_URL to use memory)".into())
 }

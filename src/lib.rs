@@ -55,6 +55,8 @@ mod service;
 pub mod time;
 
 pub use algorithm::{Algorithm, Decision};
+#[cfg(feature = "redis")]
+pub use backend::RedisBackend;
 pub use backend::{CircuitBreaker, CircuitState, Failover, MemoryBackend, Outcome};
 pub use body::ResponseBody;
 pub use headers::{HeaderStyle, ResetFormat};

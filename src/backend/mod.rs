@@ -10,6 +10,8 @@ mod blocked;
 mod circuit;
 mod failover;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +19,11 @@ use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisBackend, RedisBackendBuilder, RedisConnectError, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, DEFAULT_TTL_MARGIN,
+};
 pub use blocked::{BlockedCache, DEFAULT_BLOCKED_CAPACITY};
 pub use circuit::{BackendHealth, CircuitBreaker, CircuitBreakerBuilder, CircuitState, Permit};
 pub use failover::{Failover, FailoverBuilder, FailoverFuture, Health, HealthStatus};

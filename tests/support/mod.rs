@@ -1,0 +1,258 @@
+//! A real `redis-server` for tests: started on a free loopback port with
+//! persistence off in a temporary directory, killed (and the directory
+//! removed) on drop.
+//!
+//! When no `redis-server` can be found, [`RedisServer::start`] returns
+//! `None` after printing `skipped: redis-server not found`, unless
+//! `TOLLGATE_REQUIRE_REDIS=1`, in which case it panics so CI fails. The
+//! binary is `$TOLLGATE_REDIS_SERVER`, else `redis-server` on the `PATH`,
+//! else `/usr/bin/redis-server`.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Starts a server or skips the test (see the module documentation).
+#[macro_export]
+macro_rules! redis_or_skip {
+    () => {
+        match support::RedisServer::start() {
+            Some(server) => server,
+            None => return,
+        }
+    };
+}
+
+/// A running `redis-server`.
+pub struct RedisServer {
+    binary: PathBuf,
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    debug_flag: bool,
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TOLLGATE_REDIS_SERVER") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("redis-server"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let p = PathBuf::from("/usr/bin/redis-server");
+        p.is_file().then_some(p)
+    })
+}
+
+/// Whether the server is 7.0 or later (and so needs
+/// `--enable-debug-command yes` for `DEBUG SLEEP`).
+fn is_seven_or_later(binary: &Path) -> bool {
+    let Ok(out) = Command::new(binary).arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .and_then(|v| v.split('.').next())
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 7)
+}
+
+/// Stops the servers of test processes that died without dropping them
+/// (killed by a timeout, say): each lives in `tollgate-redis-<test pid>-<n>`
+/// with its pid file. Linux only (it looks in `/proc`); elsewhere a killed
+/// run may leave a server behind.
+fn remove_stale_servers() {
+    let proc_root = Path::new("/proc");
+    if !proc_root.is_dir() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("tollgate-redis-"))
+        else {
+            continue;
+        };
+        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if owner == std::process::id() || proc_root.join(owner.to_string()).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let server = std::fs::read_to_string(dir.join("redis.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if let Some(pid) = server {
+            // Only a redis-server that runs in that very directory.
+            let cwd = std::fs::read_link(proc_root.join(pid.to_string()).join("cwd")).ok();
+            if cwd.as_deref() == Some(dir.as_path()) {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Sends `PING` over a raw connection; true on `+PONG`.
+fn pings(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+impl RedisServer {
+    /// Starts a server, or returns `None` (the test should return: it is
+    /// skipped) when there is no `redis-server` and
+    /// `TOLLGATE_REQUIRE_REDIS` is not `1`.
+    pub fn start() -> Option<RedisServer> {
+        let Some(binary) = find_binary() else {
+            if std::env::var("TOLLGATE_REQUIRE_REDIS").as_deref() == Ok("1") {
+                panic!("redis-server not found and TOLLGATE_REQUIRE_REDIS=1: install redis-server");
+            }
+            println!("skipped: redis-server not found");
+            return None;
+        };
+        remove_stale_servers();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tollgate-redis-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("cannot create a temporary directory");
+        let debug_flag = is_seven_or_later(&binary);
+        let mut server = RedisServer {
+            binary,
+            child: None,
+            port: 0,
+            dir,
+            debug_flag,
+        };
+        // A port found free may be taken before the server binds it: try a
+        // few.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return Some(server);
+            }
+        }
+        panic!(
+            "redis-server did not start; its log:\n{}",
+            std::fs::read_to_string(server.dir.join("redis.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts the process on `self.port`; true once it answers `PING`.
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .arg("--pidfile")
+            .arg(self.dir.join("redis.pid"));
+        if self.debug_flag {
+            cmd.args(["--enable-debug-command", "yes"]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let Ok(mut child) = cmd.spawn() else {
+            return false;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if pings(self.port) {
+                self.child = Some(child);
+                return true;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A plain (synchronous) connection for inspecting the server.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("cannot connect to the test redis-server")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty: nothing persists).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not restart on port {}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
