@@ -36,8 +36,10 @@
 //! ## Cargo features
 //!
 //! - `axum` (default): reads the peer address from axum's `ConnectInfo`.
-//! - `redis`, `jwt`, `metrics`, `config`: reserved for the Redis backend,
-//!   JWT keys, metrics and file configuration.
+//! - `redis`: [`RedisBackend`](backend::RedisBackend), one limit shared by a
+//!   fleet.
+//! - `jwt`: [`key::Bearer`], keys from verified JWT claims.
+//! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
