@@ -36,9 +36,9 @@
 //! ## Cargo features
 //!
 //! - `axum` (default): reads the peer address from axum's `ConnectInfo`.
-//! - `redis`: [`RedisBackend`](backend::RedisBackend), one limit shared by a
+//! - `redis`: `RedisBackend`, one limit shared by a
 //!   fleet.
-//! - `jwt`: [`key::Bearer`], keys from verified JWT claims.
+//! - `jwt`: `key::Bearer`, keys from verified JWT claims.
 //! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
