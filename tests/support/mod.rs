@@ -35,6 +35,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     debug_flag: bool,
+    /// Started with `--cluster-enabled yes`.
+    cluster: bool,
 }
 
 fn find_binary() -> Option<PathBuf> {
@@ -134,6 +136,10 @@ impl RedisServer {
     /// skipped) when there is no `redis-server` and
     /// `TOLLGATE_REQUIRE_REDIS` is not `1`.
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(false, free_port)
+    }
+
+    fn start_with(cluster: bool, port: fn() -> u16) -> Option<RedisServer> {
         let Some(binary) = find_binary() else {
             if std::env::var("TOLLGATE_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server not found and TOLLGATE_REQUIRE_REDIS=1: install redis-server");
@@ -156,11 +162,12 @@ impl RedisServer {
             port: 0,
             dir,
             debug_flag,
+            cluster,
         };
         // A port found free may be taken before the server binds it: try a
         // few.
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = port();
             if server.spawn() {
                 return Some(server);
             }
@@ -188,6 +195,11 @@ impl RedisServer {
             .arg(self.dir.join("redis.pid"));
         if self.debug_flag {
             cmd.args(["--enable-debug-command", "yes"]);
+        }
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes"])
+                .arg("--cluster-config-file")
+                .arg(format!("nodes-{}.conf", self.port));
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -254,5 +266,139 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a cluster or skips the test (see [`Cluster::start`]).
+#[macro_export]
+macro_rules! cluster_or_skip {
+    () => {
+        match support::Cluster::start() {
+            Some(cluster) => cluster,
+            None => return,
+        }
+    };
+}
+
+/// A free loopback port whose cluster bus port (`port + 10000`) is free
+/// too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port pair for a cluster node");
+}
+
+/// `redis-cli`: `$TOLLGATE_REDIS_CLI`, else next to the server binary,
+/// else on the `PATH`.
+fn find_cli(server: &Path) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TOLLGATE_REDIS_CLI") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let beside = server.with_file_name("redis-cli");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("redis-cli"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A real local Redis Cluster: three masters (no replicas), each a
+/// [`RedisServer`] with `--cluster-enabled yes` in its own temporary
+/// directory, joined with `redis-cli --cluster create`; every node is
+/// killed and its directory removed on drop.
+pub struct Cluster {
+    nodes: Vec<RedisServer>,
+    cli: PathBuf,
+}
+
+impl Cluster {
+    /// Starts a cluster and waits until every node reports
+    /// `cluster_state:ok`; returns `None` (the test should return: it is
+    /// skipped) when `redis-server` or `redis-cli` is missing and
+    /// `TOLLGATE_REQUIRE_REDIS` is not `1` (then it panics).
+    pub fn start() -> Option<Cluster> {
+        let require = std::env::var("TOLLGATE_REQUIRE_REDIS").as_deref() == Ok("1");
+        let cli = find_binary().and_then(|b| find_cli(&b));
+        let Some(cli) = cli else {
+            if require {
+                panic!("redis-server or redis-cli not found and TOLLGATE_REQUIRE_REDIS=1: install redis");
+            }
+            println!("skipped: redis-server or redis-cli not found");
+            return None;
+        };
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(RedisServer::start_with(true, free_cluster_port)?);
+        }
+        let cluster = Cluster { nodes, cli };
+        let mut create = Command::new(&cluster.cli);
+        create.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if cluster.nodes.iter().all(|n| cluster.state_ok(n.port())) {
+                return Some(cluster);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not reach cluster_state:ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn state_ok(&self, port: u16) -> bool {
+        self.cli_output(port, &["cluster", "info"])
+            .lines()
+            .any(|l| l.trim() == "cluster_state:ok")
+    }
+
+    /// Runs `redis-cli -p <port> <args>` and returns its output.
+    fn cli_output(&self, port: u16, args: &[&str]) -> String {
+        Command::new(&self.cli)
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The nodes' URLs, `redis://127.0.0.1:<port>`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
+    /// `CLUSTER KEYSLOT <key>`, asked of the first node.
+    pub fn keyslot(&self, key: &str) -> u16 {
+        let out = self.cli_output(self.nodes[0].port(), &["cluster", "keyslot", key]);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("CLUSTER KEYSLOT answered {out:?}"))
     }
 }

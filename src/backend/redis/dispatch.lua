@@ -6,7 +6,8 @@
 -- KEYS[i]: the state of limit i.
 -- ARGV[1]: 'a' acquire, 'p' peek, 'r' reset (forget, then peek), 'f'
 -- absorb (Backend::absorb: every limit counted with Algorithm::force, in
--- order, whatever the limits say).
+-- order, whatever the limits say), 'u' refund (undo what an acquire at
+-- the instant ARGV[2] committed for each limit given; replies { '1' }).
 -- ARGV[2]: now in nanoseconds since the epoch, or '' for the server's TIME.
 -- ARGV[3]: milliseconds a key outlives the instant its state is fresh.
 -- Then 8 per limit: algorithm ('g','t','k','f','s','l'), cost, emission
@@ -64,18 +65,102 @@ local function load_string(k)
   return FRESH
 end
 
-local function store(k, st, px)
+-- The stored string of a state that is not a log.
+local function state_string(st)
   local kind = st.kind
   if kind == 'g' then
-    redis.call('SET', k, 'g ' .. S(st.tat), 'PX', px)
+    return 'g ' .. S(st.tat)
   elseif kind == 'b' then
-    redis.call('SET', k, 'b ' .. S(st.level) .. ' ' .. S(st.last), 'PX', px)
+    return 'b ' .. S(st.level) .. ' ' .. S(st.last)
   elseif kind == 'w' then
-    redis.call('SET', k, 'w ' .. S(st.start) .. ' ' .. S(st.count), 'PX', px)
+    return 'w ' .. S(st.start) .. ' ' .. S(st.count)
   elseif kind == 's' then
-    redis.call('SET', k, 's ' .. S(st.start) .. ' ' .. S(st.prev) .. ' ' .. S(st.curr), 'PX', px)
-  elseif kind == 'l' then
+    return 's ' .. S(st.start) .. ' ' .. S(st.prev) .. ' ' .. S(st.curr)
+  end
+  return nil
+end
+
+local function store(k, st, px)
+  if st.kind == 'l' then
     store_log(st, px)
+    return
+  end
+  local v = state_string(st)
+  if v then redis.call('SET', k, v, 'PX', px) end
+end
+
+-- Refund ('u'): undoes exactly what an acquire at `now` committed for one
+-- limit, for a set split over cluster slots that another slot denied. The
+-- state keeps its TTL (a refund only shortens the time to fresh). A state
+-- of another kind, or a window that has moved on, holds nothing to undo.
+local function refund_string(k, code, q, now, cost, inc)
+  local st = load_string(k)
+  if code == 'g' then
+    -- TAT' = max(TAT, now) + cost·T: take cost·T back (saturating).
+    if st.kind ~= 'g' then return end
+    st.tat = satsub(st.tat, inc)
+  elseif code == 't' then
+    -- The level lost cost·T: give it back, up to the capacity.
+    if st.kind ~= 'b' then return end
+    st.level = min(satadd(st.level, inc), q.cap)
+  elseif code == 'k' then
+    -- The water rose by cost·T: drain it back (saturating).
+    if st.kind ~= 'b' then return end
+    st.level = satsub(st.level, inc)
+  elseif code == 'f' then
+    -- The window holding `now` counted `cost`.
+    if st.kind ~= 'w' then return end
+    local start = fixed_window_at(st, q.p, now, q.extra)
+    if cmp(st.start, start) ~= 0 then return end
+    st.count = satsub(st.count, cost)
+  elseif code == 's' then
+    -- The window holding `now` counted `cost` in `curr`; if a later
+    -- instant has rolled it over since, that count is now `prev`.
+    if st.kind ~= 's' then return end
+    local start = sub(now, mod(now, q.p))
+    if cmp(st.start, start) == 0 then
+      st.curr = satsub(st.curr, cost)
+    elseif cmp(st.start, satadd(start, q.p)) == 0 then
+      st.prev = satsub(st.prev, cost)
+    else
+      return
+    end
+  else
+    return
+  end
+  redis.call('SET', k, state_string(st), 'KEEPTTL')
+end
+
+-- The log got `cost` at instant `now`, merged into the entry of that
+-- instant (shared with other requests at the same instant): take `cost`
+-- off that entry and the header's total, removing the entry at zero. The
+-- search runs from the newest entry back, and stops at an older instant
+-- while the log is sorted.
+local function refund_log(k, now, cost)
+  local header = redis.pcall('LINDEX', k, 0)
+  if type(header) ~= 'string' then return end
+  local total, sorted = string.match(header, '^L (%d+) ([01])$')
+  if not total then return end
+  local target = S(now)
+  for i = redis.call('LLEN', k) - 1, 1, -1 do
+    local raw = redis.call('LINDEX', k, i)
+    local t, c = string.match(raw, '^(%d+) (%d+)$')
+    if not t then return end
+    if t == target then
+      local before = N(c)
+      local taken = min(before, cost)
+      local left = sub(before, taken)
+      if isz(left) then
+        -- No entry is '-' (each is '<t> <c>', the header 'L ...').
+        redis.call('LSET', k, i, '-')
+        redis.call('LREM', k, 1, '-')
+      else
+        redis.call('LSET', k, i, t .. ' ' .. S(left))
+      end
+      redis.call('LSET', k, 0, 'L ' .. S(satsub(N(total), taken)) .. ' ' .. sorted)
+      return
+    end
+    if sorted == '1' and cmp(N(t), now) < 0 then return end
   end
 end
 
@@ -88,6 +173,26 @@ else
   now = N(ARGV[2])
 end
 local margin = N(ARGV[3])
+
+if mode == 'u' then
+  for i = 1, #KEYS do
+    local o = 3 + (i - 1) * 8
+    local code = ARGV[o + 1]
+    local cost = N(ARGV[o + 2])
+    local q = { t = N(ARGV[o + 3]), cap = N(ARGV[o + 4]), p = N(ARGV[o + 5]),
+                limit = N(ARGV[o + 6]), extra = N(ARGV[o + 7]) }
+    local inc = mul(cost, q.t)
+    if cmp(inc, U64_MAX) > 0 then inc = U64_MAX end
+    if not isz(cost) then
+      if code == 'l' then
+        refund_log(KEYS[i], now, cost)
+      else
+        refund_string(KEYS[i], code, q, now, cost, inc)
+      end
+    end
+  end
+  return { '1' }
+end
 
 if mode == 'r' then
   redis.call('DEL', unpack(KEYS))

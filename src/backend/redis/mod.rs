@@ -7,8 +7,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Script, Value};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use siphasher::sip128::{Hasher128, SipHasher13};
 use smallvec::SmallVec;
 
@@ -55,7 +58,9 @@ const SCRIPT: &str = concat!(
 /// app server that talks to the same Redis.
 ///
 /// Cheap to clone: clones share one multiplexed connection. Build one with
-/// [`RedisBackend::connect`] or [`RedisBackend::builder`].
+/// [`RedisBackend::connect`] or [`RedisBackend::builder`], or on a Redis
+/// Cluster with [`RedisBackend::cluster`] or
+/// [`RedisBackend::cluster_builder`] (see [Redis Cluster](#redis-cluster)).
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -124,8 +129,8 @@ const SCRIPT: &str = concat!(
 /// appears in clear in Redis, and names stay short. The braces are a
 /// Redis Cluster hash tag: every policy's key for one client lands in the
 /// same slot, so a set of several policies on the same client key stays a
-/// single-slot script. (Sets that mix client keys may span slots; cluster
-/// support is not part of this backend yet.) The prefix defaults to
+/// single-slot script. (Sets that mix client keys may span slots: see
+/// [Redis Cluster](#redis-cluster).) The prefix defaults to
 /// [`DEFAULT_KEY_PREFIX`].
 ///
 /// Values: a string `g <tat>` (GCRA), `b <level> <last>` (token and leaky
@@ -159,6 +164,62 @@ const SCRIPT: &str = concat!(
 /// [`BackendError::Unavailable`], with a message that never contains key
 /// bytes. A call that timed out may still have been counted by Redis.
 ///
+/// # Redis Cluster
+///
+/// [`RedisBackend::cluster`] builds the same backend (same script, same
+/// arithmetic, same key names) on a cluster, through the `redis` crate's
+/// async cluster connection, which follows slot moves (`MOVED`/`ASK`) and
+/// loads the script on every master (`SCRIPT LOAD` is sent to all of them;
+/// a `NOSCRIPT` reloads it).
+///
+/// **Key tagging.** Only the part of a key name between braces decides its
+/// slot, and that part is the hash of the *client key*, not the policy:
+/// `tollgate:api:{6f1c…}` and `tollgate:api-burst:{6f1c…}` share a slot.
+/// So every set whose limits all use one client key (the common case:
+/// several policies on one client) is **one script call on one node**,
+/// atomic and all-or-nothing exactly as on a single server. Limits that
+/// must always be checked atomically together should therefore use the
+/// same [`Key`].
+///
+/// **Sets that span slots** (limits on different client keys, e.g. a
+/// per-user and a global key) are split by slot, in the order of each
+/// slot's first limit, one script call per slot, one after the other:
+///
+/// - **One clock.** Unless the caller gave an instant
+///   ([`RedisBackend::acquire_at`]), the backend first reads `TIME` from
+///   the master of the first slot and passes that instant explicitly to
+///   every slot's call, so one decision uses one clock. Masters' clocks
+///   may differ slightly: a key on another master then sees instants that
+///   may be behind its own by that skew, which, like any backward step,
+///   grants no refill (and makes a sliding log scan itself whole until it
+///   empties). Such a set costs one round trip more (`TIME`), plus one
+///   per extra slot.
+/// - **All-or-nothing by refund.** Each slot's acquire commits only if
+///   every enforcing limit of that slot allowed. If any slot denies (or a
+///   call fails), every slot that passed is called again in refund mode,
+///   at the same instant, for the limits it counted, which undoes exactly
+///   the committed cost: GCRA takes `cost × T` off the stored TAT
+///   (saturating); the token bucket gives `cost × T` back to its level (up
+///   to the capacity); the leaky buckets take `cost × T` off their water
+///   (saturating); the fixed windows decrement the count of the window
+///   holding that instant (nothing if the window has moved on); the
+///   sliding window decrements `curr` of that window (or `prev` if a later
+///   instant has rolled it over since); the sliding log takes `cost` off
+///   the entry at that instant (removing it at zero) and off its total.
+///   Refunds keep each key's TTL. Decisions, the verdict and shadow
+///   policies are those of the single-server backend (a denied set
+///   reports each allowed limit's `remaining` after its tentative count,
+///   as there). The difference is isolation: between a slot's commit and
+///   its refund, a concurrent request may see that transient count and be
+///   denied; and if a call times out or fails midway, the refund may not
+///   have run (as on one server, a call that timed out may have been
+///   counted).
+/// - Peek, reset and absorb are split the same way (nothing to refund).
+///
+/// [`RedisBackendBuilder::connect_lazy`] is not available on a cluster.
+///
+/// # Absorb
+///
 /// [`Backend::absorb`] is implemented (the same script, counting every
 /// limit with [`Algorithm::force`]), so a
 /// [`Failover`](crate::backend::Failover) writes what its fallback
@@ -169,7 +230,7 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    connection: Connection,
     script: Script,
     prefix: String,
     timeout: Duration,
@@ -186,6 +247,48 @@ impl fmt::Debug for RedisBackend {
             .field("script", &self.inner.script.get_hash())
             .finish()
     }
+}
+
+/// The connection: one server, or a Redis Cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where a builder connects.
+#[derive(Clone)]
+enum Target {
+    Single(String),
+    Cluster(Vec<String>),
 }
 
 /// Builder for [`RedisBackend`]: key prefix, timeouts, TTL margin.
@@ -205,7 +308,7 @@ impl fmt::Debug for RedisBackend {
 /// ```
 #[derive(Clone)]
 pub struct RedisBackendBuilder {
-    url: String,
+    target: Target,
     prefix: String,
     timeout: Duration,
     connect_timeout: Duration,
@@ -242,6 +345,12 @@ pub enum RedisConnectError {
     /// runtime.
     #[error("RedisBackendBuilder::connect_lazy must be called within a Tokio runtime")]
     NoRuntime,
+    /// [`RedisBackendBuilder::connect_lazy`] was called on a cluster
+    /// builder ([`RedisBackend::cluster_builder`]): a cluster backend must
+    /// learn the cluster's slots first, with
+    /// [`connect`](RedisBackendBuilder::connect).
+    #[error("RedisBackendBuilder::connect_lazy is not supported for Redis Cluster; use connect")]
+    LazyCluster,
 }
 
 impl RedisBackendBuilder {
@@ -278,17 +387,43 @@ impl RedisBackendBuilder {
 
     /// Connects (waiting for the first connection, at most the connect
     /// timeout) and loads the script.
+    ///
+    /// On a cluster ([`RedisBackend::cluster_builder`]), connects to the
+    /// nodes given, learns the cluster's slots and loads the script on
+    /// every master.
     pub async fn connect(self) -> Result<RedisBackend, RedisConnectError> {
-        let (client, config) = self.client()?;
         let script = Script::new(SCRIPT);
         let connect = async {
-            let mut connection = ConnectionManager::new_with_config(client, config).await?;
-            script.load_async(&mut connection).await?;
-            Ok::<_, RedisError>(connection)
+            let mut connection = match &self.target {
+                Target::Single(_) => {
+                    let (client, config) = self.client()?;
+                    let manager = ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
+                    Connection::Single(manager)
+                }
+                Target::Cluster(nodes) => {
+                    let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .build()
+                        .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
+                    let cluster = client
+                        .get_async_connection()
+                        .await
+                        .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
+                    Connection::Cluster(cluster)
+                }
+            };
+            // On a cluster, SCRIPT LOAD goes to every master.
+            script
+                .load_async(&mut connection)
+                .await
+                .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
+            Ok::<_, RedisConnectError>(connection)
         };
         let connection = match tokio::time::timeout(self.connect_timeout, connect).await {
             Err(_) => return Err(RedisConnectError::Timeout(self.connect_timeout)),
-            Ok(Err(e)) => return Err(RedisConnectError::Unreachable(describe(&e))),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(c)) => c,
         };
         Ok(self.finish(connection, script))
@@ -297,20 +432,27 @@ impl RedisBackendBuilder {
     /// A backend that connects on its first call instead of now, so an
     /// application can start while Redis is down (calls fail until it is
     /// reachable). Must be called within a Tokio runtime. The script is
-    /// loaded on the first call.
+    /// loaded on the first call. Not available on a cluster
+    /// ([`RedisConnectError::LazyCluster`]).
     pub fn connect_lazy(self) -> Result<RedisBackend, RedisConnectError> {
+        if matches!(self.target, Target::Cluster(_)) {
+            return Err(RedisConnectError::LazyCluster);
+        }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(RedisConnectError::NoRuntime);
         }
         let (client, config) = self.client()?;
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
-        Ok(self.finish(connection, Script::new(SCRIPT)))
+        Ok(self.finish(Connection::Single(connection), Script::new(SCRIPT)))
     }
 
     fn client(&self) -> Result<(Client, ConnectionManagerConfig), RedisConnectError> {
-        let client = Client::open(self.url.as_str())
-            .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
+        let url = match &self.target {
+            Target::Single(url) => url.as_str(),
+            Target::Cluster(_) => return Err(RedisConnectError::LazyCluster),
+        };
+        let client = Client::open(url).map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             // Calls are bounded by our own timeout.
@@ -322,7 +464,7 @@ impl RedisBackendBuilder {
         Ok((client, config))
     }
 
-    fn finish(self, connection: ConnectionManager, script: Script) -> RedisBackend {
+    fn finish(self, connection: Connection, script: Script) -> RedisBackend {
         let margin = self.ttl_margin.as_nanos().div_ceil(1_000_000);
         RedisBackend {
             inner: Arc::new(Inner {
@@ -343,6 +485,9 @@ enum Mode {
     Peek,
     Reset,
     Absorb,
+    /// Undo what an acquire at an explicit instant committed (cluster
+    /// sets split over slots, when another slot denied).
+    Refund,
 }
 
 impl Mode {
@@ -352,11 +497,13 @@ impl Mode {
             Mode::Peek => "p",
             Mode::Reset => "r",
             Mode::Absorb => "f",
+            Mode::Refund => "u",
         }
     }
 }
 
 /// One script argument.
+#[derive(Clone, Copy)]
 enum Arg {
     Str(&'static str),
     Num(u64),
@@ -364,6 +511,8 @@ enum Arg {
 
 /// A script call, owned so that its future is `'static`.
 struct Call {
+    mode: Mode,
+    now: Option<u64>,
     keys: SmallVec<[String; 2]>,
     args: Vec<Arg>,
     limits: SmallVec<[u64; 2]>,
@@ -388,10 +537,54 @@ impl RedisBackend {
         Self::builder(url).connect().await
     }
 
+    /// Connects to a Redis Cluster through `nodes` (one or more of its
+    /// nodes' URLs, `redis://host:port`; the others are discovered) with
+    /// the defaults, and loads the script on every master. See
+    /// [Redis Cluster](RedisBackend#redis-cluster).
+    ///
+    /// ```no_run
+    /// use tollgate::backend::RedisBackend;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisBackend::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]).await?;
+    /// # let _ = backend;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cluster<I, S>(nodes: I) -> Result<Self, RedisConnectError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::cluster_builder(nodes).connect().await
+    }
+
+    /// A builder for a backend on a Redis Cluster reached through `nodes`
+    /// (see [`RedisBackend::cluster`]); everything else is configured as
+    /// for one server.
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisBackendBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        RedisBackendBuilder {
+            target: Target::Cluster(nodes),
+            prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ttl_margin: DEFAULT_TTL_MARGIN,
+        }
+    }
+
+    /// Whether this backend is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.connection, Connection::Cluster(_))
+    }
+
     /// A builder for a backend connecting to `url`.
     pub fn builder(url: &str) -> RedisBackendBuilder {
         RedisBackendBuilder {
-            url: url.to_owned(),
+            target: Target::Single(url.to_owned()),
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -456,6 +649,8 @@ impl RedisBackend {
     fn encode(&self, set: &LimitSet, mode: Mode, now: Option<Nanos>) -> Call {
         let limits = set.limits();
         let mut call = Call {
+            mode,
+            now: now.map(Nanos::as_u64),
             keys: SmallVec::with_capacity(limits.len()),
             args: Vec::with_capacity(3 + 8 * limits.len()),
             limits: SmallVec::with_capacity(limits.len()),
@@ -522,8 +717,62 @@ fn key_name(prefix: &str, policy: &Policy, key: &Key) -> String {
     out
 }
 
+impl Call {
+    /// The call of mode `mode` at `now` for the limits at `indices`.
+    fn subset(&self, mode: Mode, now: u64, indices: &[usize]) -> Call {
+        let mut call = Call {
+            mode,
+            now: Some(now),
+            keys: SmallVec::with_capacity(indices.len()),
+            args: Vec::with_capacity(3 + 8 * indices.len()),
+            limits: SmallVec::with_capacity(indices.len()),
+        };
+        call.args.push(Arg::Str(mode.code()));
+        call.args.push(Arg::Num(now));
+        call.args.extend_from_slice(&self.args[2..3]);
+        for &j in indices {
+            call.keys.push(self.keys[j].clone());
+            call.args
+                .extend_from_slice(&self.args[3 + 8 * j..3 + 8 * (j + 1)]);
+            call.limits.push(self.limits[j]);
+        }
+        call
+    }
+}
+
+/// The positions of `keys` grouped by cluster slot, groups in the order of
+/// their first key.
+fn slot_groups(keys: &[String]) -> SmallVec<[(Slot, SmallVec<[usize; 2]>); 2]> {
+    let mut groups: SmallVec<[(Slot, SmallVec<[usize; 2]>); 2]> = SmallVec::new();
+    for (j, key) in keys.iter().enumerate() {
+        let slot = Slot::for_key(key.as_bytes());
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, members)) => members.push(j),
+            None => groups.push((slot, smallvec::smallvec![j])),
+        }
+    }
+    groups
+}
+
 impl Inner {
     async fn run(&self, call: Call) -> Result<Outcome, BackendError> {
+        let work = async {
+            if let Connection::Cluster(cluster) = &self.connection {
+                let groups = slot_groups(&call.keys);
+                if groups.len() > 1 {
+                    return self.run_split(cluster.clone(), &call, &groups).await;
+                }
+            }
+            self.invoke(&call).await
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(BackendError::Timeout(self.timeout)),
+            Ok(result) => result,
+        }
+    }
+
+    /// One script call (on a cluster, routed by its first key).
+    async fn invoke_raw(&self, call: &Call) -> Result<Value, BackendError> {
         let mut connection = self.connection.clone();
         let mut invocation = self.script.prepare_invoke();
         for key in &call.keys {
@@ -535,13 +784,100 @@ impl Inner {
                 Arg::Num(n) => invocation.arg(*n),
             };
         }
-        let reply = invocation.invoke_async::<Value>(&mut connection);
-        match tokio::time::timeout(self.timeout, reply).await {
-            Err(_) => Err(BackendError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(BackendError::Unavailable(describe(&e))),
-            Ok(Ok(value)) => parse_reply(value, &call.limits),
-        }
+        invocation
+            .invoke_async::<Value>(&mut connection)
+            .await
+            .map_err(|e| BackendError::Unavailable(describe(&e)))
     }
+
+    async fn invoke(&self, call: &Call) -> Result<Outcome, BackendError> {
+        let value = self.invoke_raw(call).await?;
+        parse_reply(value, &call.limits)
+    }
+
+    /// A set whose keys span cluster slots: one script call per slot, in
+    /// order, all at one instant (the caller's, or the `TIME` of the first
+    /// slot's node); an acquire that does not pass everywhere refunds what
+    /// the slots that passed committed.
+    async fn run_split(
+        &self,
+        mut cluster: ClusterConnection,
+        call: &Call,
+        groups: &[(Slot, SmallVec<[usize; 2]>)],
+    ) -> Result<Outcome, BackendError> {
+        let now = match call.now {
+            Some(now) => now,
+            None => server_time(&mut cluster, groups[0].0).await?,
+        };
+        let mut decisions: SmallVec<[Option<Decision>; 4]> =
+            smallvec::smallvec![None; call.keys.len()];
+        let mut allowed = true;
+        // Per group, the positions of the limits its acquire committed.
+        let mut committed: SmallVec<[SmallVec<[usize; 2]>; 2]> = SmallVec::new();
+        let mut failure = None;
+        for (_, members) in groups {
+            match self.invoke(&call.subset(call.mode, now, members)).await {
+                Ok(outcome) => {
+                    allowed &= outcome.allowed();
+                    let mut done = SmallVec::new();
+                    for (&j, d) in members.iter().zip(outcome.decisions()) {
+                        // A passing acquire wrote every allowed limit.
+                        if call.mode == Mode::Acquire && outcome.allowed() && d.allowed {
+                            done.push(j);
+                        }
+                        decisions[j] = Some(*d);
+                    }
+                    committed.push(done);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if call.mode == Mode::Acquire && (!allowed || failure.is_some()) {
+            for done in committed.iter().filter(|d| !d.is_empty()) {
+                self.invoke_raw(&call.subset(Mode::Refund, now, done))
+                    .await?;
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let decisions = decisions
+            .into_iter()
+            .collect::<Option<SmallVec<[Decision; 2]>>>()
+            .ok_or_else(malformed)?;
+        Ok(Outcome::new(decisions, allowed))
+    }
+}
+
+/// The `TIME` of the master serving `slot`, in nanoseconds since the epoch.
+async fn server_time(cluster: &mut ClusterConnection, slot: Slot) -> Result<u64, BackendError> {
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+        slot,
+        SlotAddr::Master,
+    )));
+    let value = cluster
+        .route_command(::redis::cmd("TIME"), route)
+        .await
+        .map_err(|e| BackendError::Unavailable(describe(&e)))?;
+    let Value::Array(items) = value else {
+        return Err(malformed());
+    };
+    let number = |v: Option<&Value>| -> Option<u64> {
+        match v? {
+            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+            Value::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        }
+    };
+    let (Some(secs), Some(micros)) = (number(items.first()), number(items.get(1))) else {
+        return Err(malformed());
+    };
+    secs.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(micros.checked_mul(1_000)?))
+        .ok_or_else(malformed)
 }
 
 /// A Redis error as a message. Key names only carry hashes, so no key
