@@ -38,6 +38,7 @@
 //! - `axum` (default): reads the peer address from axum's `ConnectInfo`.
 //! - `redis`: `RedisBackend`, one limit shared by a
 //!   fleet.
+//! - `redis-tls`: `rediss://` URLs for the Redis backend (rustls, ring).
 //! - `jwt`: `key::Bearer`, keys from verified JWT claims.
 //! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]

@@ -403,6 +403,7 @@ impl RedisBackendBuilder {
                     Connection::Single(manager)
                 }
                 Target::Cluster(nodes) => {
+                    install_tls_provider();
                     let client = ClusterClient::builder(nodes.iter().map(String::as_str))
                         .connection_timeout(self.connect_timeout)
                         .build()
@@ -452,6 +453,7 @@ impl RedisBackendBuilder {
             Target::Single(url) => url.as_str(),
             Target::Cluster(_) => return Err(RedisConnectError::LazyCluster),
         };
+        install_tls_provider();
         let client = Client::open(url).map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
@@ -523,7 +525,8 @@ type CallFuture = Pin<Box<dyn Future<Output = Result<Outcome, BackendError>> + S
 
 impl RedisBackend {
     /// Connects to `url` with the defaults (prefix [`DEFAULT_KEY_PREFIX`],
-    /// timeout [`DEFAULT_TIMEOUT`]) and loads the script.
+    /// timeout [`DEFAULT_TIMEOUT`]) and loads the script. `rediss://` (TLS)
+    /// URLs need the `redis-tls` feature.
     ///
     /// ```no_run
     /// use tollgate::backend::RedisBackend;
@@ -958,5 +961,19 @@ impl Backend for RedisBackend {
     /// admitted while Redis was down.
     fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
         self.call(set, Mode::Absorb, None)
+    }
+}
+
+/// With feature `redis-tls`, makes rustls' ring provider the process
+/// default (once; a provider the application installed first is kept), so
+/// `rediss://` URLs work without any setup. Without the feature, nothing.
+fn install_tls_provider() {
+    #[cfg(feature = "redis-tls")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // An `Err` means a provider is already installed: keep it.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
     }
 }
