@@ -39,6 +39,7 @@
 //! - `redis`: `RedisBackend`, one limit shared by a
 //!   fleet.
 //! - `redis-tls`: `rediss://` URLs for the Redis backend (rustls, ring).
+//! - `redis-sentinel`: the Redis backend through Sentinel.
 //! - `jwt`: `key::Bearer`, keys from verified JWT claims.
 //! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]

@@ -21,6 +21,9 @@ use crate::key::Key;
 use crate::policy::{Limit, LimitSet, Policy};
 use crate::time::Nanos;
 
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
+
 /// How long a call may take before it fails with
 /// [`BackendError::Timeout`]: 250 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -60,7 +63,9 @@ const SCRIPT: &str = concat!(
 /// Cheap to clone: clones share one multiplexed connection. Build one with
 /// [`RedisBackend::connect`] or [`RedisBackend::builder`], or on a Redis
 /// Cluster with [`RedisBackend::cluster`] or
-/// [`RedisBackend::cluster_builder`] (see [Redis Cluster](#redis-cluster)).
+/// [`RedisBackend::cluster_builder`] (see [Redis Cluster](#redis-cluster)),
+/// or through Redis Sentinel with `RedisBackend::sentinel_builder`
+/// (feature `redis-sentinel`; see [Redis Sentinel](#redis-sentinel)).
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -218,6 +223,40 @@ const SCRIPT: &str = concat!(
 ///
 /// [`RedisBackendBuilder::connect_lazy`] is not available on a cluster.
 ///
+/// # Redis Sentinel
+///
+/// With feature `redis-sentinel`, `RedisBackend::sentinel_builder` (or
+/// `RedisBackend::sentinel`) builds the same backend on the master of a
+/// service monitored by Redis Sentinel (`sentinel_builder(["redis://s1:26379",
+/// "redis://s2:26379"], "mymaster")`). The backend asks the sentinels
+/// (`SENTINEL MASTERS`, through the `redis` crate's
+/// `redis::sentinel::SentinelClient`) for the service's master, checks
+/// that the server named considers itself master (`ROLE`), and keeps one
+/// multiplexed connection to it, shared by clones as on one server.
+///
+/// **Failover.** When a call on that connection fails with a connection
+/// error, or the server answers `READONLY` (the old master was demoted to a
+/// replica) or `MASTERDOWN`, the call fails ([`BackendError::Unavailable`])
+/// and the connection is dropped; the next call asks the sentinels again
+/// and connects to whichever server they name then. While the sentinels
+/// still name the dead master (until they agree it is down and promote a
+/// replica: `down-after-milliseconds` plus the failover), calls fail fast;
+/// once a replica is promoted, the same backend serves again, without being
+/// rebuilt. Resolution is part of the call, so no call waits longer than
+/// the per-call timeout ([`RedisBackendBuilder::timeout`]), sentinels
+/// included; the first [`connect`](RedisBackendBuilder::connect) resolves
+/// within the connect timeout, and
+/// [`connect_lazy`](RedisBackendBuilder::connect_lazy) resolves on the first
+/// call. The script is reloaded on the new master when it answers
+/// `NOSCRIPT`. A master that hangs without closing its connection is only
+/// left once the connection breaks; until then its calls time out.
+///
+/// What the old master acknowledged but had not yet replicated when it
+/// died is lost with it (Redis replication is asynchronous), so clients may
+/// get back a little quota at a failover. Credentials and the database in
+/// the sentinel URLs are those of the sentinels; the master is reached
+/// without credentials, on database 0.
+///
 /// # Absorb
 ///
 /// [`Backend::absorb`] is implemented (the same script, counting every
@@ -254,6 +293,8 @@ impl fmt::Debug for RedisBackend {
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    #[cfg(feature = "redis-sentinel")]
+    Sentinel(sentinel::SentinelConnection),
 }
 
 impl ConnectionLike for Connection {
@@ -261,6 +302,8 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(c) => c.req_packed_command(cmd),
             Connection::Cluster(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "redis-sentinel")]
+            Connection::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -273,6 +316,8 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "redis-sentinel")]
+            Connection::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -280,6 +325,8 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(c) => c.get_db(),
             Connection::Cluster(c) => c.get_db(),
+            #[cfg(feature = "redis-sentinel")]
+            Connection::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -289,6 +336,9 @@ impl ConnectionLike for Connection {
 enum Target {
     Single(String),
     Cluster(Vec<String>),
+    /// Sentinel URLs and the service (master) name.
+    #[cfg(feature = "redis-sentinel")]
+    Sentinel(Vec<String>, String),
 }
 
 /// Builder for [`RedisBackend`]: key prefix, timeouts, TTL margin.
@@ -414,6 +464,8 @@ impl RedisBackendBuilder {
                         .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
                     Connection::Cluster(cluster)
                 }
+                #[cfg(feature = "redis-sentinel")]
+                Target::Sentinel(..) => self.sentinel()?,
             };
             // On a cluster, SCRIPT LOAD goes to every master.
             script
@@ -442,6 +494,11 @@ impl RedisBackendBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(RedisConnectError::NoRuntime);
         }
+        #[cfg(feature = "redis-sentinel")]
+        if let Target::Sentinel(..) = self.target {
+            let connection = self.sentinel()?;
+            return Ok(self.finish(connection, Script::new(SCRIPT)));
+        }
         let (client, config) = self.client()?;
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
@@ -449,12 +506,12 @@ impl RedisBackendBuilder {
     }
 
     fn client(&self) -> Result<(Client, ConnectionManagerConfig), RedisConnectError> {
-        let url = match &self.target {
-            Target::Single(url) => url.as_str(),
-            Target::Cluster(_) => return Err(RedisConnectError::LazyCluster),
+        let Target::Single(url) = &self.target else {
+            return Err(RedisConnectError::LazyCluster);
         };
         install_tls_provider();
-        let client = Client::open(url).map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
+        let client =
+            Client::open(url.as_str()).map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             // Calls are bounded by our own timeout.
