@@ -175,7 +175,8 @@ impl RedisBackendBuilder {
     /// yet resolved.
     pub(super) fn sentinel(&self) -> Result<super::Connection, RedisConnectError> {
         let super::Target::Sentinel(sentinels, service_name) = &self.target else {
-            unreachable!("only called on a sentinel target");
+            // Only called for sentinel targets; answer rather than panic.
+            return Err(RedisConnectError::InvalidUrl("not a sentinel target".into()));
         };
         install_tls_provider();
         SentinelConnection::new(sentinels, service_name, self.connect_timeout)
