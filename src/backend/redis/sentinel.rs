@@ -176,7 +176,9 @@ impl RedisBackendBuilder {
     pub(super) fn sentinel(&self) -> Result<super::Connection, RedisConnectError> {
         let super::Target::Sentinel(sentinels, service_name) = &self.target else {
             // Only called for sentinel targets; answer rather than panic.
-            return Err(RedisConnectError::InvalidUrl("not a sentinel target".into()));
+            return Err(RedisConnectError::InvalidUrl(
+                "not a sentinel target".into(),
+            ));
         };
         install_tls_provider();
         SentinelConnection::new(sentinels, service_name, self.connect_timeout)
