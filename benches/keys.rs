@@ -5,6 +5,8 @@
 //! from the extensions, the method, a composite, a fallback, and (with
 //! `--features jwt`) a verified HS256 bearer token.
 //!
+//! Also: an allow/deny list lookup among 100 and 100,000 IP ranges.
+//!
 //! Run: `cargo bench --bench keys --all-features -- --warm-up-time 1 --measurement-time 2`
 
 use std::hint::black_box;
@@ -144,5 +146,29 @@ fn extractors(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, extractors);
+/// Allow/deny lists: one lookup among 100 and among 100,000 ranges.
+fn access_lists(c: &mut Criterion) {
+    let mut g = c.benchmark_group("access_list");
+    for n in [100u32, 100_000] {
+        let list = tollgate::AccessList::new();
+        for i in 0..n {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
+            if let Ok(net) = ipnet::Ipv4Net::new(addr, 24) {
+                list.deny_net(ipnet::IpNet::V4(net));
+            }
+        }
+        let hit: std::net::IpAddr =
+            std::net::Ipv4Addr::from(0x0a00_0000 | ((n / 2) << 8) | 7).into();
+        let miss: std::net::IpAddr = "192.0.2.1".parse().unwrap_or_else(|e| panic!("{e}"));
+        g.bench_function(format!("{n}_ranges_hit"), |b| {
+            b.iter(|| black_box(list.check_ip(black_box(hit))))
+        });
+        g.bench_function(format!("{n}_ranges_miss"), |b| {
+            b.iter(|| black_box(list.check_ip(black_box(miss))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, extractors, access_lists);
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use crate::algorithm::Algorithm;
 use crate::backend::{Backend, MemoryBackend};
 use crate::headers::{HeaderConfig, HeaderStyle, ResetFormat};
 use crate::key::{ClientIp, KeyExtractor};
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{AccessList, Policy, PolicyError};
 use crate::quota::Quota;
 use crate::response::{OnRejected, Problem, RateLimited};
 use crate::service::RateLimit;
@@ -76,6 +76,7 @@ pub(crate) struct Shared<K, B> {
     /// invalid quota: every request is answered 500 with this problem.
     pub(crate) misconfigured: Option<Problem>,
     pub(crate) warned_backend: AtomicBool,
+    pub(crate) access: Option<AccessList>,
 }
 
 impl<K, B> Shared<K, B> {
@@ -184,6 +185,7 @@ impl RateLimitLayer {
             shadow_headers: false,
             fail_mode: FailMode::Open,
             on_rejected: None,
+            access: None,
         }
     }
 }
@@ -222,6 +224,7 @@ pub struct RateLimitLayerBuilder<K = ClientIp, B = MemoryBackend> {
     shadow_headers: bool,
     fail_mode: FailMode,
     on_rejected: Option<OnRejected>,
+    access: Option<AccessList>,
 }
 
 impl<K, B> fmt::Debug for RateLimitLayerBuilder<K, B> {
@@ -249,6 +252,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             shadow_headers: self.shadow_headers,
             fail_mode: self.fail_mode,
             on_rejected: self.on_rejected,
+            access: self.access,
         }
     }
 
@@ -266,6 +270,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             shadow_headers: self.shadow_headers,
             fail_mode: self.fail_mode,
             on_rejected: self.on_rejected,
+            access: self.access,
         }
     }
 
@@ -326,6 +331,14 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         self
     }
 
+    /// Allow and deny lists checked before limiting: allowed clients pass
+    /// unlimited, denied ones get `403` problem+json. The list can be
+    /// changed at runtime through a clone.
+    pub fn access(mut self, list: AccessList) -> Self {
+        self.access = Some(list);
+        self
+    }
+
     /// Replaces the 429 response. The rate-limit headers, `Retry-After`
     /// and `Cache-Control: no-store` are still added unless the handler set
     /// them.
@@ -362,6 +375,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
                 on_rejected: self.on_rejected,
                 misconfigured: None,
                 warned_backend: AtomicBool::new(false),
+                access: self.access,
             }),
         }
     }

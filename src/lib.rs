@@ -66,7 +66,7 @@ pub use body::ResponseBody;
 pub use headers::{HeaderStyle, ResetFormat};
 pub use layer::{ConfigError, FailMode, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::Limiter;
-pub use policy::{Limit, LimitSet, Policy, PolicyError};
+pub use policy::{Access, AccessList, Limit, LimitSet, Policy, PolicyError};
 pub use quota::{Quota, QuotaError, MAX_PERIOD, QUOTA_FORMS};
 pub use service::{RateLimit, ResponseFuture};
 pub use time::Nanos;

@@ -18,7 +18,7 @@ use crate::body::ResponseBody;
 use crate::headers;
 use crate::key::{Extracted, KeyExtractor, OnMissing};
 use crate::layer::{FailMode, Shared};
-use crate::policy::{LimitSet, Policy};
+use crate::policy::{Access, LimitSet, Policy};
 use crate::response::{Problem, RateLimited};
 
 /// The service made by [`RateLimitLayer`](crate::RateLimitLayer).
@@ -106,6 +106,20 @@ where
             return ResponseFuture::done(problem.to_response(), tracing::Span::none());
         }
         let (parts, body) = req.into_parts();
+        if let Some(access) = &shared.access {
+            match access.check_request(&parts) {
+                Access::Deny => return ResponseFuture::done(forbidden(), tracing::Span::none()),
+                Access::Allow => {
+                    let req = Request::from_parts(parts, body);
+                    return ResponseFuture::calling(
+                        self.inner.call(req),
+                        None,
+                        tracing::Span::none(),
+                    );
+                }
+                Access::Limit => {}
+            }
+        }
         let key = match shared.extractor.extract(&parts) {
             Extracted::Key(key) => key,
             Extracted::Missing(_) if shared.extractor.on_missing() == OnMissing::Skip => {
@@ -125,6 +139,20 @@ where
                 return ResponseFuture::done(problem.to_response(), tracing::Span::none());
             }
         };
+        if let Some(access) = shared.access.as_ref().filter(|a| a.has_keys()) {
+            match access.check_key(&key) {
+                Access::Deny => return ResponseFuture::done(forbidden(), tracing::Span::none()),
+                Access::Allow => {
+                    let req = Request::from_parts(parts, body);
+                    return ResponseFuture::calling(
+                        self.inner.call(req),
+                        None,
+                        tracing::Span::none(),
+                    );
+                }
+                Access::Limit => {}
+            }
+        }
         // Checked first so that, with no subscriber interested, no span is
         // built at all (not even the `log` fallback axum's default
         // features turn on).
@@ -479,6 +507,16 @@ fn internal_error_bytes() -> Response<Bytes> {
         StatusCode::INTERNAL_SERVER_ERROR,
         "Internal Server Error",
         "tollgate: response future polled after completion",
+    )
+    .to_response()
+}
+
+/// The answer to a client on the deny list.
+fn forbidden() -> Response<Bytes> {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "This client is not allowed to use this service.",
     )
     .to_response()
 }

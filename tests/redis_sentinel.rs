@@ -123,6 +123,9 @@ fn start() -> Option<Deployment> {
             "",
             "--appendonly",
             "no",
+            // Redis 7 waits 5 s before a diskless sync to batch replicas.
+            "--repl-diskless-sync-delay",
+            "0",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -149,7 +152,7 @@ fn start() -> Option<Deployment> {
     deployment
         .others
         .push(spawn(&binary, &dir, "replica", &replica));
-    wait_for("the replica to sync", Duration::from_secs(5), || {
+    wait_for("the replica to sync", Duration::from_secs(15), || {
         info(replica_port).contains("master_link_status:up")
     });
     let conf = dir.join("sentinel.conf");
@@ -192,8 +195,12 @@ fn start() -> Option<Deployment> {
     Some(deployment)
 }
 
+/// The two deployments are heavy for a 2-core machine: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_through_sentinel_and_after_failover() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(mut deployment) = start() else {
         return;
     };
@@ -273,6 +280,7 @@ async fn serves_through_sentinel_and_after_failover() {
 /// kept connection answers `READONLY` and the backend re-resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_manual_failover() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(deployment) = start() else {
         return;
     };

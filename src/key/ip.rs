@@ -688,6 +688,21 @@ pub(crate) fn normalize(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+impl ClientIp {
+    /// The client's address as [`extract`](KeyExtractor::extract) resolves
+    /// it (trusted proxies walked, IPv4-mapped collapsed, not masked), for
+    /// allow and deny lists; `None` without a peer address or when a
+    /// single-value header is duplicated. Logs nothing.
+    pub fn client_addr(&self, parts: &Parts) -> Option<IpAddr> {
+        let peer = peer_addr(parts)?.ip().to_canonical();
+        if self.is_trusted(peer) {
+            self.client_behind(&parts.headers, peer)
+        } else {
+            Some(peer)
+        }
+    }
+}
+
 impl KeyExtractor for ClientIp {
     /// The client's key: see the [type docs](ClientIp) for how it is
     /// found. [`Extracted::Missing`] (500) without a peer address,

@@ -4,6 +4,8 @@
 //! Issue-level note: the route table, tiers and allow/deny lists build on
 //! these types; today a layer has one policy, `"default"` unless named.
 
+mod access;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,6 +15,8 @@ use smallvec::SmallVec;
 use crate::algorithm::{Algorithm, AlgorithmError};
 use crate::key::Key;
 use crate::quota::{Quota, QuotaError};
+
+pub use access::{Access, AccessList};
 
 /// A named limit: quota, algorithm and the cost of one request.
 ///
