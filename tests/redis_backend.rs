@@ -279,7 +279,9 @@ async fn a_slowed_redis_answers_timeout_within_the_timeout() {
         matches!(result, Err(BackendError::Timeout(d)) if d == Duration::from_millis(250)),
         "{result:?}"
     );
-    assert!(took < Duration::from_millis(400), "waited {took:?}");
+    // Bounded by the 250 ms timeout, not by the 1 s sleep (with slack for a
+    // loaded CI machine).
+    assert!(took < Duration::from_millis(900), "waited {took:?}");
     sleeper.join().expect("sleeper");
     // Once Redis is awake the same connection serves again.
     let result = backend.acquire(&set).await;
@@ -304,7 +306,7 @@ async fn a_killed_redis_fails_within_the_timeout_and_a_restarted_one_is_used_aga
         let result = backend.acquire(&set).await;
         let took = started.elapsed();
         assert!(result.is_err(), "{result:?}");
-        assert!(took < Duration::from_millis(350), "waited {took:?}");
+        assert!(took < Duration::from_millis(900), "waited {took:?}");
         if let Err(e) = &result {
             assert!(!e.to_string().contains("client-key-bytes"), "{e}");
         }
@@ -403,7 +405,7 @@ async fn a_lazy_backend_starts_without_redis_and_serves_once_it_is_up() {
     let set = single(&policy, "k");
     let started = Instant::now();
     assert!(backend.acquire(&set).await.is_err());
-    assert!(started.elapsed() < Duration::from_millis(350));
+    assert!(started.elapsed() < Duration::from_millis(900));
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
