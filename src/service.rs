@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use smallvec::SmallVec;
@@ -16,7 +17,7 @@ use crate::algorithm::Decision;
 use crate::backend::{Acquire, Backend, BackendError, Outcome};
 use crate::body::ResponseBody;
 use crate::headers;
-use crate::key::{Extracted, KeyExtractor, OnMissing};
+use crate::key::{Extracted, Key, KeyExtractor, OnMissing};
 use crate::layer::{FailMode, Shared};
 use crate::policy::{Access, LimitSet, Policy};
 use crate::response::{Problem, RateLimited};
@@ -106,53 +107,14 @@ where
             return ResponseFuture::done(problem.to_response(), tracing::Span::none());
         }
         let (parts, body) = req.into_parts();
-        if let Some(access) = &shared.access {
-            match access.check_request(&parts) {
-                Access::Deny => return ResponseFuture::done(forbidden(), tracing::Span::none()),
-                Access::Allow => {
-                    let req = Request::from_parts(parts, body);
-                    return ResponseFuture::calling(
-                        self.inner.call(req),
-                        None,
-                        tracing::Span::none(),
-                    );
-                }
-                Access::Limit => {}
-            }
-        }
-        let key = match shared.extractor.extract(&parts) {
-            Extracted::Key(key) => key,
-            Extracted::Missing(_) if shared.extractor.on_missing() == OnMissing::Skip => {
+        let key = match screen(shared, &parts) {
+            Screened::Limit(key) => key,
+            Screened::Unlimited => {
                 let req = Request::from_parts(parts, body);
                 return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
             }
-            Extracted::Skip => {
-                let req = Request::from_parts(parts, body);
-                return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
-            }
-            Extracted::Reject(problem) | Extracted::Missing(problem) => {
-                tracing::debug!(
-                    status = problem.status().as_u16(),
-                    title = problem.title(),
-                    "tollgate: request rejected by key extraction"
-                );
-                return ResponseFuture::done(problem.to_response(), tracing::Span::none());
-            }
+            Screened::Answer(res) => return ResponseFuture::done(res, tracing::Span::none()),
         };
-        if let Some(access) = shared.access.as_ref().filter(|a| a.has_keys()) {
-            match access.check_key(&key) {
-                Access::Deny => return ResponseFuture::done(forbidden(), tracing::Span::none()),
-                Access::Allow => {
-                    let req = Request::from_parts(parts, body);
-                    return ResponseFuture::calling(
-                        self.inner.call(req),
-                        None,
-                        tracing::Span::none(),
-                    );
-                }
-                Access::Limit => {}
-            }
-        }
         // Checked first so that, with no subscriber interested, no span is
         // built at all (not even the `log` fallback axum's default
         // features turn on).
@@ -209,6 +171,53 @@ where
                 }
             }
         }
+    }
+}
+
+/// What becomes of a request before any limit is checked.
+enum Screened {
+    /// Check it under this key.
+    Limit(Key),
+    /// Pass it on, unlimited (allow list, skipped key).
+    Unlimited,
+    /// Answer it here (deny list, rejected or missing key).
+    Answer(Response<Bytes>),
+}
+
+/// Access lists and key extraction, in order: the address lists first
+/// (they need no key), then the extractor, then the key lists.
+fn screen<K: KeyExtractor, B>(shared: &Shared<K, B>, parts: &Parts) -> Screened {
+    let access = shared.access.as_ref();
+    if let Some(verdict) = access.and_then(|a| by_access(a.check_request(parts))) {
+        return verdict;
+    }
+    let key = match shared.extractor.extract(parts) {
+        Extracted::Key(key) => key,
+        Extracted::Skip => return Screened::Unlimited,
+        Extracted::Missing(_) if shared.extractor.on_missing() == OnMissing::Skip => {
+            return Screened::Unlimited
+        }
+        Extracted::Reject(problem) | Extracted::Missing(problem) => {
+            tracing::debug!(
+                status = problem.status().as_u16(),
+                title = problem.title(),
+                "tollgate: request rejected by key extraction"
+            );
+            return Screened::Answer(problem.to_response());
+        }
+    };
+    let listed = access
+        .filter(|a| a.has_keys())
+        .and_then(|a| by_access(a.check_key(&key)));
+    listed.unwrap_or(Screened::Limit(key))
+}
+
+/// An access-list answer, or `None` to go on limiting.
+fn by_access(access: Access) -> Option<Screened> {
+    match access {
+        Access::Deny => Some(Screened::Answer(forbidden())),
+        Access::Allow => Some(Screened::Unlimited),
+        Access::Limit => None,
     }
 }
 
