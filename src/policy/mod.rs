@@ -43,8 +43,6 @@ pub struct Policy {
     /// `"name";q=..;w=..`, computed once: the policy's item in
     /// `RateLimit-Policy`.
     ietf_item: Arc<str>,
-    /// The quota as a header value, for `X-RateLimit-Limit`.
-    limit_value: HeaderValue,
     /// `ietf_item` as a header value: a single-policy `RateLimit-Policy`.
     ietf_value: Option<HeaderValue>,
 }
@@ -58,7 +56,6 @@ impl Policy {
             id: Key::from_bytes(name.as_bytes()).stable_hash(),
             ietf_value: HeaderValue::from_str(&item).ok(),
             ietf_item: item,
-            limit_value: HeaderValue::from(quota.limit()),
             name,
             quota,
             algorithm: Algorithm::Gcra,
@@ -126,11 +123,6 @@ impl Policy {
     /// be one, which [`Policy::validate`] rejects).
     pub fn ietf_header_value(&self) -> Option<&HeaderValue> {
         self.ietf_value.as_ref()
-    }
-
-    /// `X-RateLimit-Limit` for this policy.
-    pub fn limit_header_value(&self) -> &HeaderValue {
-        &self.limit_value
     }
 
     /// Checks the quota, the algorithm's constraints and the name.
