@@ -29,21 +29,57 @@ pub use circuit::{BackendHealth, CircuitBreaker, CircuitBreakerBuilder, CircuitS
 pub use failover::{Failover, FailoverBuilder, FailoverFuture, Health, HealthStatus};
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
+use std::sync::Arc;
+
 use crate::algorithm::Decision;
 use crate::policy::LimitSet;
+use crate::time::Nanos;
+
+mod store;
+pub use store::{SettingsStore, StoreFuture};
 
 /// The answer for a whole [`LimitSet`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two outcomes are equal when their decisions and verdict are; the
+/// instant of the decision ([`Outcome::at`]) is not compared.
+#[derive(Debug, Clone)]
 pub struct Outcome {
     decisions: SmallVec<[Decision; 2]>,
     allowed: bool,
+    at: Option<Nanos>,
 }
+
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        self.allowed == other.allowed && self.decisions == other.decisions
+    }
+}
+
+impl Eq for Outcome {}
 
 impl Outcome {
     /// An outcome from one decision per limit, in the set's order, and
     /// whether the set as a whole passed.
     pub fn new(decisions: SmallVec<[Decision; 2]>, allowed: bool) -> Self {
-        Outcome { decisions, allowed }
+        Outcome {
+            decisions,
+            allowed,
+            at: None,
+        }
+    }
+
+    /// The same outcome, decided at `at` on the backend's clock.
+    pub fn decided_at(mut self, at: Nanos) -> Self {
+        self.at = Some(at);
+        self
+    }
+
+    /// The instant of the decision on the backend's own clock (the memory
+    /// backend's monotonic clock, the Redis server's `TIME`), when the
+    /// backend reports it: what [`Backend::refund`] needs to undo exactly
+    /// this acquire.
+    pub fn at(&self) -> Option<Nanos> {
+        self.at
     }
 
     /// Whether the request may pass (every enforcing limit allowed it).
@@ -190,5 +226,39 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Acquire::ready(Err(BackendError::Unavailable(
             "this backend does not implement Backend::absorb (counting over the limit)".into(),
         )))
+    }
+
+    /// Gives back what an [`acquire`](Backend::acquire) of `set` admitted at
+    /// `at` (its [`Outcome::at`]): how a policy that counts only some
+    /// responses (say, failed logins) undoes the others after the response.
+    ///
+    /// The contract:
+    ///
+    /// - Each limit's state becomes
+    ///   [`Algorithm::refund`](crate::Algorithm::refund) of its stored state:
+    ///   the units are taken back as well as the algorithm can (a GCRA's
+    ///   `TAT − cost·T`, a window's count `− cost` while that window is still
+    ///   the stored one, the log entry of instant `at`), saturating, never
+    ///   below a fresh key. What has since expired or rolled over is not
+    ///   refunded twice.
+    /// - Independent per limit, not all-or-nothing; a cost of zero changes
+    ///   nothing; the answer is the decisions a peek would give afterwards.
+    /// - Errors mean nothing is known to have been refunded (a lost refund
+    ///   only makes the limiter stricter).
+    ///
+    /// The default implementation answers [`BackendError::Unavailable`].
+    fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
+        let _ = (set, at);
+        Acquire::ready(Err(BackendError::Unavailable(
+            "this backend does not implement Backend::refund".into(),
+        )))
+    }
+
+    /// Where settings that every server must see alike live: per-key
+    /// overrides and allow/deny lists. `None` (the default, and the memory
+    /// backend's answer) keeps them in this process; the Redis backend
+    /// shares them through the server, so a fleet on one Redis agrees.
+    fn store(&self) -> Option<Arc<dyn SettingsStore>> {
+        None
     }
 }
