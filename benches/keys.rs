@@ -150,13 +150,10 @@ fn extractors(c: &mut Criterion) {
 fn access_lists(c: &mut Criterion) {
     let mut g = c.benchmark_group("access_list");
     for n in [100u32, 100_000] {
-        let list = tollgate::AccessList::new();
-        for i in 0..n {
+        let list = tollgate::AccessList::new().denying((0..n).filter_map(|i| {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
-            if let Ok(net) = ipnet::Ipv4Net::new(addr, 24) {
-                list.deny_net(ipnet::IpNet::V4(net));
-            }
-        }
+            ipnet::Ipv4Net::new(addr, 24).ok().map(ipnet::IpNet::V4)
+        }));
         let hit: std::net::IpAddr =
             std::net::Ipv4Addr::from(0x0a00_0000 | ((n / 2) << 8) | 7).into();
         let miss: std::net::IpAddr = "192.0.2.1".parse().unwrap_or_else(|e| panic!("{e}"));

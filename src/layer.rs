@@ -2,16 +2,21 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tower_layer::Layer;
 
 use crate::algorithm::Algorithm;
-use crate::backend::{Backend, MemoryBackend};
+use crate::backend::{Backend, BackendError, MemoryBackend};
 use crate::headers::{HeaderConfig, HeaderStyle, ResetFormat};
 use crate::key::{ClientIp, KeyExtractor};
-use crate::policy::{AccessList, Policy, PolicyError};
+use crate::policy::resolve::Resolver;
+use crate::policy::sync;
+use crate::policy::{
+    AccessList, Level, Overrides, Pattern, PatternError, Policy, PolicyError, RouteTable, Rule,
+};
 use crate::quota::Quota;
 use crate::response::{OnRejected, Problem, RateLimited};
 use crate::service::RateLimit;
@@ -66,7 +71,7 @@ pub enum FailMode {
 pub(crate) struct Shared<K, B> {
     pub(crate) extractor: K,
     pub(crate) backend: B,
-    pub(crate) policy: Arc<Policy>,
+    pub(crate) resolver: Resolver,
     pub(crate) headers: HeaderConfig,
     pub(crate) shadow: bool,
     pub(crate) shadow_headers: bool,
@@ -77,9 +82,20 @@ pub(crate) struct Shared<K, B> {
     pub(crate) misconfigured: Option<Problem>,
     pub(crate) warned_backend: AtomicBool,
     pub(crate) access: Option<AccessList>,
+    pub(crate) sync_interval: Duration,
 }
 
 impl<K, B> Shared<K, B> {
+    /// Brings the shared overrides and access lists up to date with the
+    /// backend's store.
+    async fn sync(&self) -> Result<(), BackendError> {
+        sync::refresh(&self.resolver.overrides).await?;
+        if let Some(access) = &self.access {
+            sync::refresh(access).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn warn_backend_once(&self, error: &dyn fmt::Display) {
         if !self.warned_backend.swap(true, Ordering::Relaxed) {
             tracing::error!(%error, fail_mode = ?self.fail_mode, "tollgate: rate-limit backend failed; applying the fail mode");
@@ -129,7 +145,8 @@ impl<K, B> Clone for RateLimitLayer<K, B> {
 impl<K, B> fmt::Debug for RateLimitLayer<K, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("policy", &self.shared.policy)
+            .field("policy", &self.shared.resolver.default_policy())
+            .field("levels", &self.shared.resolver.levels.len())
             .field("shadow", &self.shared.shadow)
             .finish_non_exhaustive()
     }
@@ -145,7 +162,7 @@ impl RateLimitLayer {
             Ok(layer) => layer,
             Err(error) => {
                 tracing::error!(%error, "tollgate: invalid rate limit; every request will be answered 500 until fixed");
-                let mut layer = Self::builder().quota(Quota::per_second(1)).assemble();
+                let (mut layer, _) = Self::builder().quota(Quota::per_second(1)).assemble();
                 if let Some(shared) = Arc::get_mut(&mut layer.shared) {
                     shared.misconfigured = Some(Problem::new(
                         http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -186,19 +203,45 @@ impl RateLimitLayer {
             fail_mode: FailMode::Open,
             on_rejected: None,
             access: None,
+            default_rule: None,
+            levels: Vec::new(),
+            exempt: Vec::new(),
+            sync_interval: DEFAULT_SYNC_INTERVAL,
         }
     }
 }
 
 impl<K, B> RateLimitLayer<K, B> {
-    /// The policy this layer enforces.
-    pub fn policy(&self) -> &Policy {
-        &self.shared.policy
+    /// The default policy (applied to every request not exempt), if the
+    /// layer has one.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.shared.resolver.default_policy().map(|p| &**p)
+    }
+
+    /// The per-key overrides: set and clear quotas for one key at runtime.
+    pub fn overrides(&self) -> &Overrides {
+        &self.shared.resolver.overrides
+    }
+
+    /// The allow and deny lists, if the layer has them.
+    pub fn access(&self) -> Option<&AccessList> {
+        self.shared.access.as_ref()
     }
 
     /// The backend (for example to read [`MemoryBackend::len`]).
     pub fn backend(&self) -> &B {
         &self.shared.backend
+    }
+}
+
+impl<K: KeyExtractor, B: Backend> RateLimitLayer<K, B> {
+    /// Reloads the shared overrides and access lists from the backend's
+    /// store now, if they changed (the layer also does it every
+    /// [`sync_interval`](RateLimitLayerBuilder::sync_interval) in the
+    /// background). With a backend that shares nothing (memory) there is
+    /// nothing to do.
+    pub async fn sync(&self) -> Result<(), BackendError> {
+        self.shared.sync().await
     }
 }
 
@@ -225,6 +268,20 @@ pub struct RateLimitLayerBuilder<K = ClientIp, B = MemoryBackend> {
     fail_mode: FailMode,
     on_rejected: Option<OnRejected>,
     access: Option<AccessList>,
+    default_rule: Option<Rule>,
+    levels: Vec<(LevelKind, String, Rule)>,
+    exempt: Vec<String>,
+    sync_interval: Duration,
+}
+
+/// How often a layer compares its copy of the shared overrides and access
+/// lists with the backend's store (one small read per interval).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LevelKind {
+    Group,
+    Route,
 }
 
 impl<K, B> fmt::Debug for RateLimitLayerBuilder<K, B> {
@@ -253,6 +310,10 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             fail_mode: self.fail_mode,
             on_rejected: self.on_rejected,
             access: self.access,
+            default_rule: self.default_rule,
+            levels: self.levels,
+            exempt: self.exempt,
+            sync_interval: self.sync_interval,
         }
     }
 
@@ -271,10 +332,15 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             fail_mode: self.fail_mode,
             on_rejected: self.on_rejected,
             access: self.access,
+            default_rule: self.default_rule,
+            levels: self.levels,
+            exempt: self.exempt,
+            sync_interval: self.sync_interval,
         }
     }
 
-    /// The limit (required).
+    /// The default limit, applied to every request that is not exempt
+    /// (required unless groups or routes are given).
     pub fn quota(mut self, quota: Quota) -> Self {
         self.quota = Some(quota);
         self
@@ -350,24 +416,145 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         self
     }
 
+    /// The default level as a whole [`Rule`] (its own name, key, cost,
+    /// tiers, schedule, refunds), instead of `.quota(..)`, `.name(..)` and
+    /// `.cost(..)`.
+    pub fn policy(mut self, rule: impl Into<Rule>) -> Self {
+        self.default_rule = Some(rule.into());
+        self
+    }
+
+    /// A group level: every path under `pattern` (`"/api/*"`, `"/api"`, or
+    /// with a method, `"POST /api/*"`) is also checked against `rule`,
+    /// after the default and any enclosing group, before the route. A bare
+    /// [`Quota`] becomes a rule named after the pattern.
+    ///
+    /// The levels of a request are one [`LimitSet`](crate::LimitSet),
+    /// checked all-or-nothing: a request denied by one level consumes
+    /// nothing at any level. Its response names every level in
+    /// `RateLimit-Policy`; a 429 lists the denying ones in
+    /// `violated-policies`.
+    ///
+    /// ```
+    /// use tollgate::policy::Rule;
+    /// use tollgate::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .quota(Quota::per_minute(30)).name("global")
+    ///     .group("/api/*", Rule::new("api", Quota::per_minute(10)))
+    ///     .route("GET /api/search", Rule::new("search", Quota::per_minute(3)))
+    ///     .route("GET /beta", Rule::new("beta", Quota::per_minute(1)).shadow(true))
+    ///     .exempt("/health")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn group(mut self, pattern: &str, rule: impl Into<Rule>) -> Self {
+        self.levels
+            .push((LevelKind::Group, pattern.to_owned(), rule.into()));
+        self
+    }
+
+    /// A route level: requests matching `pattern` exactly, axum-style
+    /// (`"/users/{id}"`, `"/files/{*path}"`, with an optional method,
+    /// `"GET /api/search"`), are also checked against `rule`. When several
+    /// routes match, only the most specific applies, as axum picks it:
+    /// static segments before parameters before wildcards, a method-specific
+    /// route before an any-method one. A bare [`Quota`] becomes a rule named
+    /// after the pattern.
+    pub fn route(mut self, pattern: &str, rule: impl Into<Rule>) -> Self {
+        self.levels
+            .push((LevelKind::Route, pattern.to_owned(), rule.into()));
+        self
+    }
+
+    /// Requests matching `pattern` (exact, or a prefix ending in `/*`,
+    /// optionally after a method) are never limited, by any level.
+    pub fn exempt(mut self, pattern: &str) -> Self {
+        self.exempt.push(pattern.to_owned());
+        self
+    }
+
+    /// How often the layer reloads overrides and access lists shared
+    /// through the backend (default [`DEFAULT_SYNC_INTERVAL`]); a change
+    /// made on one server reaches the others within this.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
     /// Validates and builds the layer.
-    pub fn build(self) -> Result<RateLimitLayer<K, B>, ConfigError> {
-        let quota = self.quota.ok_or(ConfigError::MissingQuota)?;
-        let layer = self.quota(quota).assemble();
-        layer.shared.policy.validate()?;
+    ///
+    /// With a backend that shares settings (Redis), the overrides and the
+    /// access lists are attached to it and a background task reloads them
+    /// every [`sync_interval`](Self::sync_interval); that needs a Tokio
+    /// runtime at `build()` (without one, a warning says so and
+    /// [`RateLimitLayer::sync`] must be called instead).
+    pub fn build(self) -> Result<RateLimitLayer<K, B>, ConfigError>
+    where
+        K: KeyExtractor,
+        B: Backend,
+    {
+        if self.quota.is_none() && self.default_rule.is_none() && self.levels.is_empty() {
+            return Err(ConfigError::MissingQuota);
+        }
+        let (layer, errors) = self.assemble();
+        if let Some(error) = errors.into_iter().next() {
+            return Err(error);
+        }
+        let resolver = &layer.shared.resolver;
+        for level in resolver.default.iter().chain(&resolver.levels) {
+            level.validate()?;
+        }
+        if let Some(store) = layer.shared.backend.store() {
+            sync::attach(&resolver.overrides, store.clone());
+            if let Some(access) = &layer.shared.access {
+                sync::attach(access, store);
+            }
+            spawn_sync(&layer.shared);
+        }
         Ok(layer)
     }
 
-    fn assemble(self) -> RateLimitLayer<K, B> {
-        let quota = self.quota.unwrap_or(Quota::per_second(1));
-        let policy = Policy::new(self.name, quota)
-            .algorithm(self.algorithm)
-            .cost(self.cost);
-        RateLimitLayer {
+    /// Puts the layer together; the errors are those of patterns, which
+    /// leave their level out.
+    fn assemble(self) -> (RateLimitLayer<K, B>, Vec<ConfigError>) {
+        let default = match (self.default_rule, self.quota) {
+            (Some(rule), _) => Some(rule),
+            (None, Some(quota)) => Some(Rule::new(self.name.clone(), quota).cost(self.cost)),
+            (None, None) => None,
+        };
+        let default = default.map(|rule| Level::compile(rule, &self.name, self.algorithm));
+        let mut errors = Vec::new();
+        let mut table = RouteTable::default();
+        let mut levels = Vec::new();
+        for (kind, pattern, rule) in self.levels {
+            let parsed = match kind {
+                LevelKind::Group => Pattern::parse_group(&pattern),
+                LevelKind::Route => Pattern::parse(&pattern),
+            };
+            match parsed {
+                Ok(parsed) => {
+                    match kind {
+                        LevelKind::Group => table.add_group(&parsed, levels.len()),
+                        LevelKind::Route => table.add_route(&parsed, levels.len()),
+                    }
+                    levels.push(Level::compile(rule, &pattern, self.algorithm));
+                }
+                Err(error) => errors.push(ConfigError::Pattern(error)),
+            }
+        }
+        for pattern in &self.exempt {
+            match Pattern::parse(pattern) {
+                Ok(parsed) => table.add_exempt(&parsed),
+                Err(error) => errors.push(ConfigError::Pattern(error)),
+            }
+        }
+        let layer = RateLimitLayer {
             shared: Arc::new(Shared {
                 extractor: self.extractor,
                 backend: self.backend,
-                policy: Arc::new(policy),
+                resolver: Resolver::new(default, levels, table),
                 headers: self.headers,
                 shadow: self.shadow,
                 shadow_headers: self.shadow_headers,
@@ -376,9 +563,44 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
                 misconfigured: None,
                 warned_backend: AtomicBool::new(false),
                 access: self.access,
+                sync_interval: self.sync_interval,
             }),
-        }
+        };
+        (layer, errors)
     }
+}
+
+/// Starts the background reload of shared settings: it stops when the
+/// last clone of the layer and its services is dropped.
+fn spawn_sync<K: KeyExtractor, B: Backend>(shared: &Arc<Shared<K, B>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(
+            "tollgate: no Tokio runtime at build(): shared overrides and access lists are reloaded only when RateLimitLayer::sync() is called"
+        );
+        return;
+    };
+    let weak: Weak<Shared<K, B>> = Arc::downgrade(shared);
+    let interval = shared.sync_interval.max(Duration::from_millis(10));
+    runtime.spawn(async move {
+        let mut failing = false;
+        loop {
+            let Some(shared) = weak.upgrade() else { break };
+            match shared.sync().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("tollgate: shared settings reloading again");
+                }
+                Ok(_) => {}
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "tollgate: could not reload shared overrides and access lists; keeping the last copy");
+                }
+                Err(_) => {}
+            }
+            drop(shared);
+            tokio::time::sleep(interval).await;
+        }
+    });
 }
 
 /// Why a layer could not be built.
@@ -387,10 +609,13 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
 pub enum ConfigError {
     /// `.quota(..)` was not called.
     #[error(
-        "no quota: call .quota(Quota::per_minute(60)) (or parse one: \"60/m\") on the builder"
+        "no quota: call .quota(Quota::per_minute(60)) (or parse one: \"60/m\") on the builder, or give it groups or routes"
     )]
     MissingQuota,
     /// A policy cannot be enforced.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A group, route or exemption pattern is malformed.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
 }

@@ -52,7 +52,7 @@ pub mod headers;
 pub mod key;
 mod layer;
 mod limiter;
-mod policy;
+pub mod policy;
 mod quota;
 pub mod response;
 mod service;
@@ -64,9 +64,13 @@ pub use backend::RedisBackend;
 pub use backend::{CircuitBreaker, CircuitState, Failover, MemoryBackend, Outcome};
 pub use body::ResponseBody;
 pub use headers::{HeaderStyle, ResetFormat};
-pub use layer::{ConfigError, FailMode, RateLimitLayer, RateLimitLayerBuilder};
+pub use layer::{
+    ConfigError, FailMode, RateLimitLayer, RateLimitLayerBuilder, DEFAULT_SYNC_INTERVAL,
+};
 pub use limiter::Limiter;
-pub use policy::{Access, AccessList, Limit, LimitSet, Policy, PolicyError};
+pub use policy::{
+    Access, AccessList, Cost, Limit, LimitSet, Overrides, Policy, PolicyError, Rule, Tiers,
+};
 pub use quota::{Quota, QuotaError, MAX_PERIOD, QUOTA_FORMS};
 pub use service::{RateLimit, ResponseFuture};
 pub use time::Nanos;

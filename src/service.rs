@@ -17,10 +17,13 @@ use crate::algorithm::Decision;
 use crate::backend::{Acquire, Backend, BackendError, Outcome};
 use crate::body::ResponseBody;
 use crate::headers;
-use crate::key::{Extracted, Key, KeyExtractor, OnMissing};
+use crate::key::KeyExtractor;
 use crate::layer::{FailMode, Shared};
+use crate::policy::forbidden;
+use crate::policy::resolve::{CountsOnly, Resolution};
 use crate::policy::{Access, LimitSet, Policy};
 use crate::response::{Problem, RateLimited};
+use crate::time::Nanos;
 
 /// The service made by [`RateLimitLayer`](crate::RateLimitLayer).
 ///
@@ -45,7 +48,7 @@ impl<S: fmt::Debug, K, B> fmt::Debug for RateLimit<S, K, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
-            .field("policy", &self.shared.policy)
+            .field("policy", &self.shared.resolver.default_policy())
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +70,9 @@ struct Checked {
     policies: SmallVec<[Arc<Policy>; 2]>,
     outcome: Outcome,
     headers: headers::HeaderConfig,
+    /// Limits that count only some responses, judged once the response
+    /// head is there.
+    refund: Option<Box<Refund>>,
 }
 
 impl Checked {
@@ -75,6 +81,7 @@ impl Checked {
             policies: set.into_policies(),
             outcome,
             headers,
+            refund: None,
         }
     }
 
@@ -107,35 +114,37 @@ where
             return ResponseFuture::done(problem.to_response(), tracing::Span::none());
         }
         let (parts, body) = req.into_parts();
-        let key = match screen(shared, &parts) {
-            Screened::Limit(key) => key,
-            Screened::Unlimited => {
+        let (set, counts_only) = match screen(shared, &parts) {
+            Resolution::Limit(set, counts_only) => (set, counts_only),
+            Resolution::Unlimited => {
                 let req = Request::from_parts(parts, body);
                 return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
             }
-            Screened::Answer(res) => return ResponseFuture::done(res, tracing::Span::none()),
+            Resolution::Answer(problem) => {
+                return ResponseFuture::done(problem.to_response(), tracing::Span::none())
+            }
         };
         // Checked first so that, with no subscriber interested, no span is
         // built at all (not even the `log` fallback axum's default
         // features turn on).
         let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            let first = set.limits().first();
             tracing::debug_span!(
                 "rate_limit",
-                key = %key,
-                policy = shared.policy.name(),
+                key = first.map(|l| tracing::field::display(&l.key)),
+                policy = %PolicyNames(&set),
                 outcome = tracing::field::Empty,
             )
         } else {
             tracing::Span::none()
         };
-        let set = LimitSet::single(shared.policy.clone(), key, shared.policy.get_cost());
         let req = Request::from_parts(parts, body);
         match shared.backend.acquire(&set) {
             Acquire::Ready { result } => {
                 let result =
                     result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
                 let _entered = (!span.is_none()).then(|| span.enter());
-                match decide(shared, result, set) {
+                match decide(&self.shared, result, set, counts_only) {
                     Verdict::Pass(checked, delay) => {
                         drop(_entered);
                         if delay > crate::Nanos::ZERO {
@@ -164,7 +173,12 @@ where
                 ResponseFuture {
                     state: State::Waiting {
                         acquire: future,
-                        pending: Some(Box::new(Pending { inner, req, set })),
+                        pending: Some(Box::new(Pending {
+                            inner,
+                            req,
+                            set,
+                            counts_only,
+                        })),
                         shared: self.shared.clone(),
                     },
                     span,
@@ -174,51 +188,128 @@ where
     }
 }
 
-/// What becomes of a request before any limit is checked.
-enum Screened {
-    /// Check it under this key.
-    Limit(Key),
-    /// Pass it on, unlimited (allow list, skipped key).
-    Unlimited,
-    /// Answer it here (deny list, rejected or missing key).
-    Answer(Response<Bytes>),
-}
-
-/// Access lists and key extraction, in order: the address lists first
-/// (they need no key), then the extractor, then the key lists.
-fn screen<K: KeyExtractor, B>(shared: &Shared<K, B>, parts: &Parts) -> Screened {
+/// Access lists by address first (they need no key), then the policy
+/// resolution: keys, key lists, the levels that apply.
+fn screen<K: KeyExtractor, B>(shared: &Shared<K, B>, parts: &Parts) -> Resolution {
     let access = shared.access.as_ref();
-    if let Some(verdict) = access.and_then(|a| by_access(a.check_request(parts))) {
-        return verdict;
+    match access.map_or(Access::Limit, |a| a.check_request(parts)) {
+        Access::Deny => return Resolution::Answer(forbidden()),
+        Access::Allow => return Resolution::Unlimited,
+        Access::Limit => {}
     }
-    let key = match shared.extractor.extract(parts) {
-        Extracted::Key(key) => key,
-        Extracted::Skip => return Screened::Unlimited,
-        Extracted::Missing(_) if shared.extractor.on_missing() == OnMissing::Skip => {
-            return Screened::Unlimited
-        }
-        Extracted::Reject(problem) | Extracted::Missing(problem) => {
-            tracing::debug!(
-                status = problem.status().as_u16(),
-                title = problem.title(),
-                "tollgate: request rejected by key extraction"
-            );
-            return Screened::Answer(problem.to_response());
-        }
-    };
-    let listed = access
-        .filter(|a| a.has_keys())
-        .and_then(|a| by_access(a.check_key(&key)));
-    listed.unwrap_or(Screened::Limit(key))
+    shared.resolver.resolve(&shared.extractor, access, parts)
 }
 
-/// An access-list answer, or `None` to go on limiting.
-fn by_access(access: Access) -> Option<Screened> {
-    match access {
-        Access::Deny => Some(Screened::Answer(forbidden())),
-        Access::Allow => Some(Screened::Unlimited),
-        Access::Limit => None,
+/// The names of a set's policies, comma-separated, for the span.
+struct PolicyNames<'a>(&'a LimitSet);
+
+impl fmt::Display for PolicyNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, limit) in self.0.limits().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(limit.policy.name())?;
+        }
+        Ok(())
     }
+}
+
+/// The limits of a passed request that count only some responses, and
+/// how to give their units back.
+struct Refund {
+    limits: LimitSet,
+    counts: SmallVec<[crate::policy::CountOnly; 1]>,
+    at: Nanos,
+    refunder: Arc<dyn Refunder>,
+}
+
+impl Refund {
+    /// Refunds the limits whose predicate says `response` does not count.
+    fn settle(self, response: &http::response::Parts) {
+        let mut back = LimitSet::new();
+        for (limit, counts) in self.limits.limits().iter().zip(&self.counts) {
+            if !counts(response) {
+                back.push(limit.policy.clone(), limit.key.clone(), limit.cost);
+            }
+        }
+        if !back.is_empty() {
+            self.refunder.refund(back, self.at);
+        }
+    }
+}
+
+/// Gives units back on the layer's backend, type-erased so the future's
+/// type does not name it.
+trait Refunder: Send + Sync {
+    fn refund(&self, set: LimitSet, at: Nanos);
+}
+
+impl<K: Send + Sync, B: Backend> Refunder for Shared<K, B> {
+    fn refund(&self, set: LimitSet, at: Nanos) {
+        let failed = |error: BackendError| {
+            tracing::debug!(%error, "tollgate: refund failed; the request stays counted");
+        };
+        match self.backend.refund(&set, at) {
+            Acquire::Ready { result } => {
+                if let Some(Err(error)) = result {
+                    failed(error);
+                }
+            }
+            Acquire::Pending { future } => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if let Err(error) = future.await {
+                            failed(error);
+                        }
+                    });
+                }
+                Err(_) => tracing::debug!("tollgate: no Tokio runtime to refund on"),
+            },
+        }
+    }
+}
+
+/// The refund plan of a passed request, if any of its limits counts only
+/// some responses.
+fn plan_refund<K: KeyExtractor, B: Backend>(
+    shared: &Arc<Shared<K, B>>,
+    set: &LimitSet,
+    outcome: &Outcome,
+    counts_only: CountsOnly,
+) -> Option<Box<Refund>> {
+    if counts_only.is_empty() {
+        return None;
+    }
+    let Some(at) = outcome.at() else {
+        tracing::debug!(
+            "tollgate: the backend does not say when it decided; nothing can be refunded"
+        );
+        return None;
+    };
+    let mut limits = LimitSet::new();
+    let mut counts = SmallVec::new();
+    for (index, predicate) in counts_only {
+        let (Some(limit), Some(d)) = (set.limits().get(index), outcome.decisions().get(index))
+        else {
+            continue;
+        };
+        // Only what was counted can be given back.
+        if d.allowed {
+            limits.push(limit.policy.clone(), limit.key.clone(), limit.cost);
+            counts.push(predicate);
+        }
+    }
+    if limits.is_empty() {
+        return None;
+    }
+    let refunder: Arc<dyn Refunder> = shared.clone();
+    Some(Box::new(Refund {
+        limits,
+        counts,
+        at,
+        refunder,
+    }))
 }
 
 fn max_delay(checked: &Checked) -> crate::Nanos {
@@ -242,10 +333,11 @@ enum Verdict {
 
 /// Turns a backend result into a verdict: headers, shadow mode, 429s and
 /// the fail mode all live here, shared by the ready and the pending paths.
-fn decide<K, B>(
-    shared: &Shared<K, B>,
+fn decide<K: KeyExtractor, B: Backend>(
+    shared: &Arc<Shared<K, B>>,
     result: Result<Outcome, BackendError>,
     set: LimitSet,
+    counts_only: CountsOnly,
 ) -> Verdict {
     let outcome = match result {
         Ok(outcome) => {
@@ -272,7 +364,13 @@ fn decide<K, B>(
     if any_denied && (shared.shadow || outcome.allowed()) {
         report_shadow(&set, &outcome);
     }
-    let checked = Checked::new(set, outcome, shared.headers);
+    let refund = if outcome.allowed() {
+        plan_refund(shared, &set, &outcome, counts_only)
+    } else {
+        None
+    };
+    let mut checked = Checked::new(set, outcome, shared.headers);
+    checked.refund = refund;
     if checked.outcome.allowed() && !shared.shadow {
         let shadow_denied = any_denied;
         tracing::Span::current().record(
@@ -342,6 +440,7 @@ struct Pending<S, ReqBody> {
     inner: S,
     req: Request<ReqBody>,
     set: LimitSet,
+    counts_only: CountsOnly,
 }
 
 pin_project! {
@@ -361,12 +460,22 @@ pin_project! {
 /// The pending path needs the settings after the backend answers; kept
 /// type-erased so the future's type does not name the extractor.
 trait Decider: Send + Sync {
-    fn decide(&self, result: Result<Outcome, BackendError>, set: LimitSet) -> Verdict;
+    fn decide(
+        self: Arc<Self>,
+        result: Result<Outcome, BackendError>,
+        set: LimitSet,
+        counts_only: CountsOnly,
+    ) -> Verdict;
 }
 
-impl<K: Send + Sync, B: Send + Sync> Decider for Shared<K, B> {
-    fn decide(&self, result: Result<Outcome, BackendError>, set: LimitSet) -> Verdict {
-        decide(self, result, set)
+impl<K: KeyExtractor, B: Backend> Decider for Shared<K, B> {
+    fn decide(
+        self: Arc<Self>,
+        result: Result<Outcome, BackendError>,
+        set: LimitSet,
+        counts_only: CountsOnly,
+    ) -> Verdict {
+        decide(&self, result, set, counts_only)
     }
 }
 
@@ -459,11 +568,12 @@ where
                         mut inner,
                         req,
                         set,
+                        counts_only,
                     }) = pending.take().map(|p| *p)
                     else {
                         return Poll::Ready(Ok(internal_error()));
                     };
-                    match shared.decide(result, set) {
+                    match shared.clone().decide(result, set, counts_only) {
                         Verdict::Pass(checked, delay) => {
                             if delay > crate::Nanos::ZERO {
                                 this.state.set(State::Delaying {
@@ -491,7 +601,12 @@ where
                 StateProj::Calling { future, checked } => {
                     let res = ready!(future.poll(cx))?;
                     let mut res = res.map(ResponseBody::inner);
-                    if let Some(checked) = checked.take() {
+                    if let Some(mut checked) = checked.take() {
+                        if let Some(refund) = checked.refund.take() {
+                            let (head, body) = res.into_parts();
+                            refund.settle(&head);
+                            res = Response::from_parts(head, body);
+                        }
                         headers::write(res.headers_mut(), checked.headers, &checked.items(), false);
                     }
                     return Poll::Ready(Ok(res));
@@ -516,16 +631,6 @@ fn internal_error_bytes() -> Response<Bytes> {
         StatusCode::INTERNAL_SERVER_ERROR,
         "Internal Server Error",
         "tollgate: response future polled after completion",
-    )
-    .to_response()
-}
-
-/// The answer to a client on the deny list.
-fn forbidden() -> Response<Bytes> {
-    Problem::new(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        "This client is not allowed to use this service.",
     )
     .to_response()
 }

@@ -70,13 +70,22 @@ async fn lists_change_at_runtime() {
     let access = AccessList::new();
     let app = app(access.clone());
     assert_eq!(status(&app, from("198.51.100.7")).await, StatusCode::OK);
-    access.deny_net("198.51.100.0/24".parse().unwrap());
+    access
+        .deny_net("198.51.100.0/24".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         status(&app, from("198.51.100.7")).await,
         StatusCode::FORBIDDEN
     );
-    access.remove_net("198.51.100.0/24".parse().unwrap());
-    access.allow_net("198.51.100.7/32".parse().unwrap());
+    access
+        .remove_net("198.51.100.0/24".parse().unwrap())
+        .await
+        .unwrap();
+    access
+        .allow_net("198.51.100.7/32".parse().unwrap())
+        .await
+        .unwrap();
     for _ in 0..3 {
         assert_eq!(status(&app, from("198.51.100.7")).await, StatusCode::OK);
     }
@@ -102,8 +111,8 @@ async fn the_client_behind_a_trusted_proxy_is_the_one_listed() {
 #[tokio::test]
 async fn keys_can_be_allowed_and_denied() {
     let access = AccessList::new();
-    access.allow_key(Key::secret(b"vip-key"));
-    access.deny_key(Key::secret(b"revoked-key"));
+    access.allow_key(Key::secret(b"vip-key")).await.unwrap();
+    access.deny_key(Key::secret(b"revoked-key")).await.unwrap();
     let app = Router::new().route("/", get(|| async { "ok" })).layer(
         RateLimitLayer::builder()
             .key(Header::new(HeaderName::from_static("x-api-key")))

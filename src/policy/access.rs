@@ -4,13 +4,16 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use http::request::Parts;
 use ipnet::IpNet;
 use prefix_trie::joint::JointPrefixSet;
 
+use super::sync::{self, Link, Mirror};
+use crate::backend::BackendError;
 use crate::key::{ClientIp, Key};
+use crate::response::Problem;
 
 /// What an [`AccessList`] says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +36,18 @@ struct Lists {
 
 /// Allow and deny lists of IP ranges (a prefix trie: a lookup costs the
 /// same with 10 or 100,000 ranges) and of keys (an API key's
-/// [`Key::secret`], a user id…). **Deny wins** over allow. Clones share
-/// the lists, so a clone kept by an admin endpoint changes what the layer
-/// sees at once.
+/// [`Key::secret`], a user id…). A range or a key is on one list at a
+/// time (the last change wins); between overlapping ranges, **deny wins**.
+/// Clones share the lists, so a clone kept by an admin endpoint changes
+/// what the layer sees at once.
+///
+/// With a backend that shares settings (Redis), the layer attaches the
+/// lists to it when built: the ranges and keys given to the builder forms
+/// are written to the server, changes go to the server before they apply
+/// here, and every layer on that server reloads them within its
+/// [`sync_interval`](crate::RateLimitLayerBuilder::sync_interval). That is
+/// why the runtime changes are `async` and can fail: a change the server
+/// did not take changes nothing.
 ///
 /// The client address is resolved by a [`ClientIp`] (peer address by
 /// default; give it your trusted proxies with [`AccessList::client_ip`]).
@@ -43,21 +55,28 @@ struct Lists {
 /// ```
 /// use tollgate::{AccessList, Quota, RateLimitLayer};
 ///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let access = AccessList::new()
-///     .allowing(["10.0.0.0/8".parse().unwrap()])     // office: never limited
-///     .denying(["203.0.113.0/24".parse().unwrap()]);  // refused with 403
+///     .allowing(["10.0.0.0/8".parse()?])     // office: never limited
+///     .denying(["203.0.113.0/24".parse()?]);  // refused with 403
 /// let layer = RateLimitLayer::builder()
 ///     .quota(Quota::per_minute(60))
 ///     .access(access.clone())
-///     .build()
-///     .unwrap();
+///     .build()?;
 /// // Later, at runtime:
-/// access.deny_net("198.51.100.7/32".parse().unwrap());
+/// access.deny_net("198.51.100.7/32".parse()?).await?;
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct AccessList {
-    lists: Arc<RwLock<Lists>>,
+    inner: Arc<Inner>,
     client_ip: ClientIp,
+}
+
+#[derive(Default)]
+struct Inner {
+    lists: RwLock<Lists>,
+    link: OnceLock<Link>,
 }
 
 impl Default for AccessList {
@@ -82,7 +101,7 @@ impl AccessList {
     /// Empty lists; the client address is the peer's.
     pub fn new() -> Self {
         AccessList {
-            lists: Arc::default(),
+            inner: Arc::default(),
             client_ip: ClientIp::new(),
         }
     }
@@ -94,10 +113,11 @@ impl AccessList {
         self
     }
 
-    /// Adds ranges to the allow list (builder form).
+    /// Adds ranges to the allow list (builder form, this process only
+    /// until a layer shares the lists through its backend).
     pub fn allowing(self, nets: impl IntoIterator<Item = IpNet>) -> Self {
         for net in nets {
-            self.allow_net(net);
+            self.write().set_net(net.trunc(), Access::Allow);
         }
         self
     }
@@ -105,43 +125,62 @@ impl AccessList {
     /// Adds ranges to the deny list (builder form).
     pub fn denying(self, nets: impl IntoIterator<Item = IpNet>) -> Self {
         for net in nets {
-            self.deny_net(net);
+            self.write().set_net(net.trunc(), Access::Deny);
         }
         self
     }
 
     /// Never limits clients in `net`.
-    pub fn allow_net(&self, net: IpNet) {
-        self.write().allow_nets.insert(net.trunc());
+    pub async fn allow_net(&self, net: IpNet) -> Result<(), BackendError> {
+        self.change(Entry::Net(net.trunc()), Access::Allow).await
     }
 
     /// Refuses clients in `net`.
-    pub fn deny_net(&self, net: IpNet) {
-        self.write().deny_nets.insert(net.trunc());
+    pub async fn deny_net(&self, net: IpNet) -> Result<(), BackendError> {
+        self.change(Entry::Net(net.trunc()), Access::Deny).await
     }
 
-    /// Removes `net` from both lists (exactly that range).
-    pub fn remove_net(&self, net: IpNet) {
-        let mut l = self.write();
-        l.allow_nets.remove(&net.trunc());
-        l.deny_nets.remove(&net.trunc());
+    /// Takes `net` (exactly that range) off the lists.
+    pub async fn remove_net(&self, net: IpNet) -> Result<(), BackendError> {
+        self.change(Entry::Net(net.trunc()), Access::Limit).await
     }
 
     /// Never limits requests whose key is `key`.
-    pub fn allow_key(&self, key: Key) {
-        self.write().allow_keys.insert(key);
+    pub async fn allow_key(&self, key: Key) -> Result<(), BackendError> {
+        self.change(Entry::Key(key), Access::Allow).await
     }
 
     /// Refuses requests whose key is `key`.
-    pub fn deny_key(&self, key: Key) {
-        self.write().deny_keys.insert(key);
+    pub async fn deny_key(&self, key: Key) -> Result<(), BackendError> {
+        self.change(Entry::Key(key), Access::Deny).await
     }
 
-    /// Removes `key` from both lists.
-    pub fn remove_key(&self, key: &Key) {
-        let mut l = self.write();
-        l.allow_keys.remove(key);
-        l.deny_keys.remove(key);
+    /// Takes `key` off the lists.
+    pub async fn remove_key(&self, key: &Key) -> Result<(), BackendError> {
+        self.change(Entry::Key(key.clone()), Access::Limit).await
+    }
+
+    /// Writes a change to the shared store (if any), then applies it here.
+    async fn change(&self, entry: Entry, access: Access) -> Result<(), BackendError> {
+        let value = match access {
+            Access::Allow => Some("allow"),
+            Access::Deny => Some("deny"),
+            Access::Limit => None,
+        };
+        sync::write(self, &entry.field(), value).await?;
+        self.write().set(entry, access);
+        Ok(())
+    }
+
+    /// How many ranges and keys are listed, allowed and denied together.
+    pub fn len(&self) -> usize {
+        let l = self.read();
+        l.allow_nets.len() + l.deny_nets.len() + l.allow_keys.len() + l.deny_keys.len()
+    }
+
+    /// Whether nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// What the lists say about an address.
@@ -185,12 +224,131 @@ impl AccessList {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Lists> {
-        self.lists.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .lists
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Lists> {
-        self.lists.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .lists
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// One listed range or key.
+enum Entry {
+    Net(IpNet),
+    Key(Key),
+}
+
+impl Entry {
+    /// The entry's field in a shared store: `net:<cidr>` or `key:<hex>`.
+    fn field(&self) -> String {
+        match self {
+            Entry::Net(net) => format!("net:{net}"),
+            Entry::Key(key) => format!("key:{}", sync::hex(key.as_bytes())),
+        }
+    }
+
+    fn parse(field: &str) -> Option<Entry> {
+        if let Some(net) = field.strip_prefix("net:") {
+            return net.parse::<IpNet>().ok().map(|n| Entry::Net(n.trunc()));
+        }
+        let key = sync::unhex(field.strip_prefix("key:")?)?;
+        Some(Entry::Key(Key::from_bytes(&key)))
+    }
+}
+
+impl Lists {
+    /// Puts `entry` on the list `access` names (`Limit`: on none).
+    fn set(&mut self, entry: Entry, access: Access) {
+        match entry {
+            Entry::Net(net) => self.set_net(net, access),
+            Entry::Key(key) => {
+                self.allow_keys.remove(&key);
+                self.deny_keys.remove(&key);
+                match access {
+                    Access::Allow => self.allow_keys.insert(key),
+                    Access::Deny => self.deny_keys.insert(key),
+                    Access::Limit => false,
+                };
+            }
+        }
+    }
+
+    fn set_net(&mut self, net: IpNet, access: Access) {
+        self.allow_nets.remove(&net);
+        self.deny_nets.remove(&net);
+        match access {
+            Access::Allow => self.allow_nets.insert(net),
+            Access::Deny => self.deny_nets.insert(net),
+            Access::Limit => false,
+        };
+    }
+
+    fn entries(&self) -> Vec<(String, String)> {
+        let nets = |set: &JointPrefixSet<IpNet>, v: &str| -> Vec<(String, String)> {
+            set.iter()
+                .map(|n| (Entry::Net(n).field(), v.to_owned()))
+                .collect()
+        };
+        let keys = |set: &HashSet<Key>, v: &str| -> Vec<(String, String)> {
+            set.iter()
+                .map(|k| (Entry::Key(k.clone()).field(), v.to_owned()))
+                .collect()
+        };
+        let mut out = nets(&self.allow_nets, "allow");
+        out.extend(nets(&self.deny_nets, "deny"));
+        out.extend(keys(&self.allow_keys, "allow"));
+        out.extend(keys(&self.deny_keys, "deny"));
+        out
+    }
+}
+
+impl Mirror for AccessList {
+    fn map(&self) -> &'static str {
+        "access"
+    }
+
+    fn link(&self) -> &OnceLock<Link> {
+        &self.inner.link
+    }
+
+    fn snapshot(&self) -> Vec<(String, String)> {
+        self.read().entries()
+    }
+
+    fn replace(&self, entries: Vec<(String, String)>) {
+        let mut lists = Lists::default();
+        for (field, value) in entries {
+            let access = match value.as_str() {
+                "allow" => Access::Allow,
+                "deny" => Access::Deny,
+                _ => Access::Limit,
+            };
+            match Entry::parse(&field) {
+                Some(entry) if access != Access::Limit => lists.set(entry, access),
+                _ => tracing::debug!(
+                    field,
+                    value,
+                    "tollgate: ignoring a malformed shared access-list entry"
+                ),
+            }
+        }
+        *self.write() = lists;
+    }
+}
+
+/// The answer to a client on the deny list.
+pub(crate) fn forbidden() -> Problem {
+    Problem::new(
+        http::StatusCode::FORBIDDEN,
+        "Forbidden",
+        "This client is not allowed to use this service.",
+    )
 }
 
 #[cfg(test)]
@@ -221,29 +379,65 @@ mod tests {
         );
     }
 
-    #[test]
-    fn changes_at_runtime_are_seen_by_every_clone() {
+    #[tokio::test]
+    async fn changes_at_runtime_are_seen_by_every_clone() {
         let a = AccessList::new();
         let admin = a.clone();
-        admin.deny_net(net("192.0.2.0/24"));
+        admin.deny_net(net("192.0.2.0/24")).await.unwrap();
         assert_eq!(a.check_ip(ip("192.0.2.9")), Access::Deny);
-        admin.remove_net(net("192.0.2.0/24"));
+        admin.remove_net(net("192.0.2.0/24")).await.unwrap();
         assert_eq!(a.check_ip(ip("192.0.2.9")), Access::Limit);
-        admin.allow_key(Key::from("vip"));
+        admin.allow_key(Key::from("vip")).await.unwrap();
         assert_eq!(a.check_key(&Key::from("vip")), Access::Allow);
-        admin.deny_key(Key::from("vip"));
+        admin.deny_key(Key::from("vip")).await.unwrap();
         assert_eq!(a.check_key(&Key::from("vip")), Access::Deny);
-        admin.remove_key(&Key::from("vip"));
+        admin.remove_key(&Key::from("vip")).await.unwrap();
         assert_eq!(a.check_key(&Key::from("vip")), Access::Limit);
+        assert!(a.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_last_change_to_a_range_wins() {
+        let a = AccessList::new().allowing([net("192.0.2.0/24")]);
+        a.deny_net(net("192.0.2.0/24")).await.unwrap();
+        assert_eq!(a.check_ip(ip("192.0.2.1")), Access::Deny);
+        a.allow_net(net("192.0.2.0/24")).await.unwrap();
+        assert_eq!(a.check_ip(ip("192.0.2.1")), Access::Allow);
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn the_store_format_round_trips_and_junk_is_ignored() {
+        let a = AccessList::new()
+            .allowing([net("10.0.0.0/8")])
+            .denying([net("2001:db8::/32")]);
+        let mut entries = a.snapshot();
+        a.write()
+            .set(Entry::Key(Key::from(&b"\xffk"[..])), Access::Deny);
+        entries.extend(
+            a.snapshot()
+                .into_iter()
+                .filter(|(f, _)| f.starts_with("key:")),
+        );
+        entries.push(("net:not-a-net".into(), "deny".into()));
+        entries.push(("key:zz".into(), "deny".into()));
+        entries.push(("net:192.0.2.0/24".into(), "maybe".into()));
+        let b = AccessList::new();
+        b.replace(entries);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.check_ip(ip("10.1.1.1")), Access::Allow);
+        assert_eq!(b.check_ip(ip("2001:db8::1")), Access::Deny);
+        assert_eq!(b.check_key(&Key::from(&b"\xffk"[..])), Access::Deny);
+        assert_eq!(b.check_ip(ip("192.0.2.1")), Access::Limit);
     }
 
     #[test]
     fn a_hundred_thousand_ranges_answer_correctly() {
         let a = AccessList::new();
-        for i in 0..100_000u32 {
+        let a = a.denying((0..100_000u32).map(|i| {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
-            a.deny_net(IpNet::V4(ipnet::Ipv4Net::new(addr, 24).unwrap()));
-        }
+            IpNet::V4(ipnet::Ipv4Net::new(addr, 24).unwrap())
+        }));
         assert_eq!(a.check_ip(ip("10.0.5.7")), Access::Deny);
         assert_eq!(a.check_ip(ip("12.0.0.1")), Access::Limit);
     }

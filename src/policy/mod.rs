@@ -1,10 +1,20 @@
 //! Policies: a named quota with its algorithm and cost, and the
 //! [`LimitSet`] a request resolves to.
 //!
-//! Issue-level note: the route table, tiers and allow/deny lists build on
-//! these types; today a layer has one policy, `"default"` unless named.
+//! A layer resolves each request to a [`LimitSet`]: the default rule, the
+//! groups whose prefix the path falls under (outermost first) and the most
+//! specific route, each a [`Rule`] turned into one concrete [`Policy`] by
+//! the request's tier, the schedule and any per-key override
+//! ([`Overrides`]). Allow and deny lists ([`AccessList`]) are checked
+//! before any of it.
 
 mod access;
+mod overrides;
+pub(crate) mod resolve;
+mod routes;
+mod rule;
+pub(crate) mod sync;
+mod tiers;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,7 +26,14 @@ use crate::algorithm::{Algorithm, AlgorithmError};
 use crate::key::Key;
 use crate::quota::{Quota, QuotaError};
 
+pub(crate) use access::forbidden;
 pub use access::{Access, AccessList};
+pub use overrides::{OverrideError, Overrides};
+pub use routes::PatternError;
+pub(crate) use routes::{Pattern, RouteTable};
+pub use rule::{Cost, Rule};
+pub(crate) use rule::{CountOnly, DynExtractor, Level};
+pub use tiers::Tiers;
 
 /// A named limit: quota, algorithm and the cost of one request.
 ///
@@ -40,6 +57,8 @@ pub struct Policy {
     algorithm: Algorithm,
     cost: u64,
     shadow: bool,
+    /// The quota unit (`qu`) when not requests.
+    unit: Option<&'static str>,
     /// `"name";q=..;w=..`, computed once: the policy's item in
     /// `RateLimit-Policy`.
     ietf_item: Arc<str>,
@@ -51,17 +70,44 @@ impl Policy {
     /// A policy named `name` with `quota`, GCRA and a cost of 1.
     pub fn new(name: impl Into<Arc<str>>, quota: Quota) -> Self {
         let name = name.into();
-        let item = ietf_item(&name, &quota);
         Policy {
             id: Key::from_bytes(name.as_bytes()).stable_hash(),
-            ietf_value: HeaderValue::from_str(&item).ok(),
-            ietf_item: item,
+            ietf_value: None,
+            ietf_item: Arc::from(""),
             name,
             quota,
             algorithm: Algorithm::Gcra,
             cost: 1,
             shadow: false,
+            unit: None,
         }
+        .with_item()
+    }
+
+    /// Recomputes the `RateLimit-Policy` item after a change.
+    fn with_item(mut self) -> Self {
+        let item = ietf_item(&self.name, &self.quota, self.unit);
+        self.ietf_value = HeaderValue::from_str(&item).ok();
+        self.ietf_item = item;
+        self
+    }
+
+    /// The same policy (name, counters, algorithm, cost) with another
+    /// quota: what a tier, a schedule or a per-key override yields.
+    pub fn with_quota(&self, quota: Quota) -> Self {
+        Policy {
+            quota,
+            ..self.clone()
+        }
+        .with_item()
+    }
+
+    /// The unit the quota counts in when it is not requests, for
+    /// `RateLimit-Policy`'s `qu` parameter (`"content-bytes"` for a cost
+    /// from `Content-Length`).
+    pub fn unit(mut self, unit: Option<&'static str>) -> Self {
+        self.unit = unit;
+        self.with_item()
     }
 
     /// Sets the algorithm.
@@ -163,11 +209,15 @@ impl fmt::Debug for Policy {
 
 /// `"name";q=N;w=S` with the window in whole seconds, rounded up (the
 /// draft's `w` is an integer).
-fn ietf_item(name: &str, quota: &Quota) -> Arc<str> {
+fn ietf_item(name: &str, quota: &Quota, unit: Option<&str>) -> Arc<str> {
     let w = crate::time::Nanos::from(quota.period())
         .as_secs_ceil()
         .max(1);
-    format!("\"{}\";q={};w={}", name, quota.limit(), w).into()
+    match unit {
+        Some(unit) => format!("\"{name}\";q={};qu=\"{unit}\";w={w}", quota.limit()),
+        None => format!("\"{name}\";q={};w={w}", quota.limit()),
+    }
+    .into()
 }
 
 /// Why a policy cannot be enforced.

@@ -1,0 +1,203 @@
+//! From a request to its [`LimitSet`]: the route table's levels, each
+//! keyed, priced and turned into one concrete policy.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use smallvec::SmallVec;
+
+use super::rule::CountOnly;
+use super::{Access, AccessList, Level, LimitSet, Overrides, Policy, RouteTable};
+use crate::key::{Extracted, Key, KeyExtractor, OnMissing};
+use crate::response::Problem;
+
+/// Which limits of a set count only some responses: `(index in the set,
+/// predicate)`. Empty (no allocation) unless a rule has `count_only`.
+pub(crate) type CountsOnly = SmallVec<[(usize, CountOnly); 1]>;
+
+/// What a request resolves to.
+pub(crate) enum Resolution {
+    /// Check these limits.
+    Limit(LimitSet, CountsOnly),
+    /// Pass it on unlimited (exempt route, skipped key, allowed key,
+    /// unlimited tier, no level applies).
+    Unlimited,
+    /// Answer with this problem (a rejected or missing key, a denied key).
+    Answer(Problem),
+}
+
+/// Every level a layer knows, the table that picks them, and the
+/// overrides.
+pub(crate) struct Resolver {
+    /// The default rule, applied to every request that is not exempt.
+    pub(crate) default: Option<Level>,
+    /// Group and route levels, as the table refers to them.
+    pub(crate) levels: Vec<Level>,
+    pub(crate) table: RouteTable,
+    pub(crate) overrides: Overrides,
+    /// Only a plain default level: the request path skips the table.
+    pub(crate) simple: bool,
+}
+
+/// The layer's key, extracted at most once per request.
+enum LayerKey {
+    NotYet,
+    Found(Key),
+    /// Skipped, or missing with `OnMissing::Skip`: its levels are left out.
+    Absent,
+}
+
+impl Resolver {
+    pub(crate) fn new(default: Option<Level>, levels: Vec<Level>, table: RouteTable) -> Self {
+        let mut catalog = std::collections::HashMap::new();
+        for level in default.iter().chain(levels.iter()) {
+            // The first level of a name wins (levels of one name share
+            // counters).
+            catalog
+                .entry(level.base.name.clone())
+                .or_insert_with(|| level.base.clone());
+        }
+        let default_name = default
+            .as_ref()
+            .or(levels.first())
+            .map_or_else(|| Arc::from("default"), |l| l.base.name.clone());
+        let simple =
+            table.is_empty() && levels.is_empty() && default.as_ref().is_some_and(Level::is_plain);
+        Resolver {
+            default,
+            levels,
+            table,
+            overrides: Overrides::new(catalog, default_name),
+            simple,
+        }
+    }
+
+    /// The default level's policy, if the layer has one.
+    pub(crate) fn default_policy(&self) -> Option<&Arc<Policy>> {
+        self.default.as_ref().map(|l| &l.base)
+    }
+
+    /// Resolves `parts`: keys (the layer's `extractor` for levels without
+    /// their own), the key lists of `access`, then one limit per level.
+    pub(crate) fn resolve<K: KeyExtractor>(
+        &self,
+        extractor: &K,
+        access: Option<&AccessList>,
+        parts: &Parts,
+    ) -> Resolution {
+        let access = access.filter(|a| a.has_keys());
+        if self.simple {
+            // The common case: one plain level keyed by the layer.
+            let Some(level) = &self.default else {
+                return Resolution::Unlimited;
+            };
+            let key = match layer_key(extractor, parts) {
+                Ok(Some(key)) => key,
+                Ok(None) => return Resolution::Unlimited,
+                Err(problem) => return Resolution::Answer(problem),
+            };
+            match access.map_or(Access::Limit, |a| a.check_key(&key)) {
+                Access::Deny => return Resolution::Answer(super::access::forbidden()),
+                Access::Allow => return Resolution::Unlimited,
+                Access::Limit => {}
+            }
+            let policy = self
+                .overrides
+                .lookup(level.base.id(), &key)
+                .unwrap_or_else(|| level.base.clone());
+            let cost = policy.get_cost();
+            return Resolution::Limit(LimitSet::single(policy, key, cost), CountsOnly::new());
+        }
+        let matched = self.table.lookup(&parts.method, parts.uri.path());
+        if matched.exempt {
+            return Resolution::Unlimited;
+        }
+        let levels = self
+            .default
+            .iter()
+            .chain(matched.groups.iter().filter_map(|&i| self.levels.get(i)))
+            .chain(matched.route.and_then(|i| self.levels.get(i)));
+        let mut set = LimitSet::new();
+        let mut counts_only = CountsOnly::new();
+        let mut shared_key = LayerKey::NotYet;
+        for level in levels {
+            let key = match &level.key {
+                Some(own) => match own_key(&**own, parts) {
+                    Ok(Some(key)) => key,
+                    Ok(None) => continue,
+                    Err(problem) => return Resolution::Answer(problem),
+                },
+                None => {
+                    if let LayerKey::NotYet = shared_key {
+                        shared_key = match layer_key(extractor, parts) {
+                            Ok(Some(key)) => {
+                                match access.map_or(Access::Limit, |a| a.check_key(&key)) {
+                                    Access::Deny => {
+                                        return Resolution::Answer(super::access::forbidden())
+                                    }
+                                    Access::Allow => return Resolution::Unlimited,
+                                    Access::Limit => LayerKey::Found(key),
+                                }
+                            }
+                            Ok(None) => LayerKey::Absent,
+                            Err(problem) => return Resolution::Answer(problem),
+                        };
+                    }
+                    match &shared_key {
+                        LayerKey::Found(key) => key.clone(),
+                        _ => continue,
+                    }
+                }
+            };
+            if level.key.is_some() {
+                match access.map_or(Access::Limit, |a| a.check_key(&key)) {
+                    Access::Deny => return Resolution::Answer(super::access::forbidden()),
+                    Access::Allow => continue,
+                    Access::Limit => {}
+                }
+            }
+            let policy = match self.overrides.lookup(level.base.id(), &key) {
+                Some(policy) => policy,
+                None => match level.policy_for(parts) {
+                    Some(policy) => policy.clone(),
+                    None => continue, // an unlimited tier
+                },
+            };
+            if let Some(counts) = &level.count_only {
+                counts_only.push((set.len(), counts.clone()));
+            }
+            let cost = level.cost.of(parts);
+            set.push(policy, key, cost);
+        }
+        if set.is_empty() {
+            Resolution::Unlimited
+        } else {
+            Resolution::Limit(set, counts_only)
+        }
+    }
+}
+
+/// The layer's key: `Ok(None)` when its levels should be left out.
+fn layer_key<K: KeyExtractor>(extractor: &K, parts: &Parts) -> Result<Option<Key>, Problem> {
+    found(extractor.extract(parts), extractor.on_missing())
+}
+
+fn own_key(extractor: &dyn super::DynExtractor, parts: &Parts) -> Result<Option<Key>, Problem> {
+    found(extractor.extract(parts), extractor.on_missing())
+}
+
+fn found(extracted: Extracted, on_missing: OnMissing) -> Result<Option<Key>, Problem> {
+    match extracted {
+        Extracted::Key(key) => Ok(Some(key)),
+        Extracted::Skip => Ok(None),
+        Extracted::Missing(_) if on_missing == OnMissing::Skip => Ok(None),
+        Extracted::Reject(problem) | Extracted::Missing(problem) => {
+            tracing::debug!(
+                status = problem.status().as_u16(),
+                title = problem.title(),
+                "tollgate: request rejected by key extraction"
+            );
+            Err(problem)
+        }
+    }
+}
