@@ -23,6 +23,7 @@ use crate::time::Nanos;
 
 #[cfg(feature = "redis-sentinel")]
 mod sentinel;
+mod store;
 
 /// How long a call may take before it fails with
 /// [`BackendError::Timeout`]: 250 ms.
