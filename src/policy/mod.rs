@@ -5,6 +5,8 @@
 //! these types; today a layer has one policy, `"default"` unless named.
 
 mod access;
+#[cfg(feature = "schedule")]
+mod schedule;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use crate::key::Key;
 use crate::quota::{Quota, QuotaError};
 
 pub use access::{Access, AccessList};
+#[cfg(feature = "schedule")]
+pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 
 /// A named limit: quota, algorithm and the cost of one request.
 ///
