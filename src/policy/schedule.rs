@@ -996,6 +996,31 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_cached_lookups_never_answer_wrong() {
+        // Threads reading and recomputing at different instants (some going
+        // backwards) race on the one cache word: every answer must still be
+        // the pure one.
+        let s = paris()
+            .weekdays("09:00", "18:00", q(20))
+            .unwrap()
+            .daily("22:00", "06:00", q(1000))
+            .unwrap();
+        let base = ts("2026-03-23T00:00:00Z");
+        std::thread::scope(|scope| {
+            for thread in 0..4i64 {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..3_000i64 {
+                        let mins = (i * 37 + thread * 1_009) % (10 * 24 * 60);
+                        let t = base + jiff::SignedDuration::from_mins(mins);
+                        assert_eq!(s.cached_index_at(t), s.index_at(t), "{t}");
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn current_index_reads_the_clock() {
         let s = Schedule::utc(q(100))
             .daily("00:00", "12:00", q(1))
