@@ -41,6 +41,8 @@
 //! - `redis-tls`: `rediss://` URLs for the Redis backend (rustls, ring).
 //! - `redis-sentinel`: the Redis backend through Sentinel.
 //! - `jwt`: `key::Bearer`, keys from verified JWT claims.
+//! - `schedule`: `Schedule`, quotas by local time of day and day of the
+//!   week in an IANA time zone (DST-aware, tz database bundled; `jiff`).
 //! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -71,6 +73,8 @@ pub use limiter::Limiter;
 pub use policy::{
     Access, AccessList, Cost, Limit, LimitSet, Overrides, Policy, PolicyError, Rule, Tiers,
 };
+#[cfg(feature = "schedule")]
+pub use policy::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 pub use quota::{Quota, QuotaError, MAX_PERIOD, QUOTA_FORMS};
 pub use service::{RateLimit, ResponseFuture};
 pub use time::Nanos;

@@ -271,7 +271,7 @@ impl FromStr for Quota {
     }
 }
 
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     const MAX: usize = 64;
     if s.len() <= MAX {
         return s.to_owned();

@@ -15,6 +15,8 @@ mod routes;
 mod rule;
 pub(crate) mod sync;
 mod tiers;
+#[cfg(feature = "schedule")]
+mod schedule;
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub(crate) use routes::{Pattern, RouteTable};
 pub use rule::{Cost, Rule};
 pub(crate) use rule::{CountOnly, DynExtractor, Level};
 pub use tiers::Tiers;
+#[cfg(feature = "schedule")]
+pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 
 /// A named limit: quota, algorithm and the cost of one request.
 ///

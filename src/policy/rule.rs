@@ -121,7 +121,9 @@ impl Rule {
     /// request has one, wins over the schedule.
     #[cfg(feature = "schedule")]
     pub fn schedule(mut self, schedule: Schedule) -> Self {
-        self.quota = schedule.quotas()[0];
+        if let Some(default) = schedule.quotas().first() {
+            self.quota = *default;
+        }
         self.schedule = Some(schedule);
         self
     }
