@@ -13,10 +13,10 @@ mod overrides;
 pub(crate) mod resolve;
 mod routes;
 mod rule;
-pub(crate) mod sync;
-mod tiers;
 #[cfg(feature = "schedule")]
 mod schedule;
+pub(crate) mod sync;
+mod tiers;
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,9 +35,9 @@ pub use routes::PatternError;
 pub(crate) use routes::{Pattern, RouteTable};
 pub use rule::{Cost, Rule};
 pub(crate) use rule::{CountOnly, DynExtractor, Level};
-pub use tiers::Tiers;
 #[cfg(feature = "schedule")]
 pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
+pub use tiers::Tiers;
 
 /// A named limit: quota, algorithm and the cost of one request.
 ///

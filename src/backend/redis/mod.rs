@@ -1020,6 +1020,12 @@ impl Backend for RedisBackend {
     fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
         self.call(set, Mode::Absorb, None)
     }
+
+    /// Overrides and access lists live on the server, shared by every
+    /// layer connected to it (see [`RedisBackend::settings`]).
+    fn store(&self) -> Option<std::sync::Arc<dyn crate::backend::SettingsStore>> {
+        Some(self.settings_store())
+    }
 }
 
 /// With feature `redis-tls`, makes rustls' ring provider the process
