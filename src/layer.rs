@@ -131,7 +131,7 @@ impl<K, B> Shared<K, B> {
 ///
 /// Everything else goes through [`RateLimitLayer::builder`].
 pub struct RateLimitLayer<K = ClientIp, B = MemoryBackend> {
-    shared: Arc<Shared<K, B>>,
+    pub(crate) shared: Arc<Shared<K, B>>,
 }
 
 impl<K, B> Clone for RateLimitLayer<K, B> {

@@ -50,6 +50,8 @@
 pub mod algorithm;
 pub mod backend;
 mod body;
+#[cfg(feature = "axum")]
+pub mod extract;
 pub mod headers;
 pub mod key;
 mod layer;

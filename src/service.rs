@@ -66,7 +66,7 @@ impl<S, K, B> RateLimit<S, K, B> {
 
 /// The outcome of a check, kept until the inner response arrives so its
 /// headers can be written.
-struct Checked {
+pub(crate) struct Checked {
     policies: SmallVec<[Arc<Policy>; 2]>,
     outcome: Outcome,
     headers: headers::HeaderConfig,
@@ -185,6 +185,42 @@ where
                 }
             }
         }
+    }
+}
+
+impl Checked {
+    /// Adds the rate-limit headers of this check to `headers`.
+    pub(crate) fn write_headers(&self, headers: &mut http::HeaderMap) {
+        headers::write(headers, self.headers, &self.items(), false);
+    }
+}
+
+/// The whole check of a request head, awaited, for callers that are not
+/// the service (the axum extractor): `Ok(None)` passes unlimited,
+/// `Ok(Some)` passes with headers to add, `Err` is the answer (429, 403,
+/// a key problem, 503 when closed). Rules' `count_only` is not applied:
+/// the response is not seen here.
+pub(crate) async fn check_head<K: KeyExtractor, B: Backend>(
+    shared: &Arc<Shared<K, B>>,
+    parts: &Parts,
+) -> Result<Option<Checked>, Response<Bytes>> {
+    if let Some(problem) = &shared.misconfigured {
+        return Err(problem.to_response());
+    }
+    let set = match screen(shared, parts) {
+        Resolution::Limit(set, _) => set,
+        Resolution::Unlimited => return Ok(None),
+        Resolution::Answer(problem) => return Err(problem.to_response()),
+    };
+    let result = shared.backend.acquire(&set).await;
+    match decide(shared, result, set, CountsOnly::new()) {
+        Verdict::Pass(checked, delay) => {
+            if delay > Nanos::ZERO {
+                tokio::time::sleep(delay.into()).await;
+            }
+            Ok(checked)
+        }
+        Verdict::Answer(res) => Err(res),
     }
 }
 

@@ -547,3 +547,124 @@ async fn a_route_given_a_bare_quota_is_named_after_its_pattern() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!res.headers().contains_key("ratelimit-policy"));
 }
+
+mod per_handler {
+    use std::sync::LazyLock;
+
+    use tollgate::extract::{HandlerLimit, Limited};
+    use tollgate::key::ClientIp;
+    use tollgate::MemoryBackend;
+
+    use super::*;
+
+    static LOGIN: LazyLock<RateLimitLayer> = LazyLock::new(|| {
+        RateLimitLayer::builder()
+            .policy(Rule::new("login", Quota::per_hour(2)))
+            .build()
+            .unwrap()
+    });
+
+    struct Login;
+
+    impl HandlerLimit for Login {
+        type Key = ClientIp;
+        type Backend = MemoryBackend;
+        fn layer() -> &'static RateLimitLayer {
+            &LOGIN
+        }
+    }
+
+    async fn login(limited: Limited<Login>) -> (Limited<Login>, &'static str) {
+        (limited, "welcome")
+    }
+
+    #[tokio::test]
+    async fn an_extractor_limits_its_handler_only_and_adds_the_headers() {
+        let app = Router::new()
+            .route("/login", post(login))
+            .route("/", get(|| async { "home" }));
+        let res = send(&app, req("POST", "/login", "192.0.2.80")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "ratelimit-policy"), "\"login\";q=2;w=3600");
+        assert_eq!(header(&res, "x-ratelimit-remaining"), "1");
+        assert_eq!(
+            send(&app, req("POST", "/login", "192.0.2.80"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let res = send(&app, req("POST", "/login", "192.0.2.80")).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key("retry-after"));
+        assert_eq!(
+            problem(res).await["violated-policies"],
+            serde_json::json!(["login"])
+        );
+        // Other handlers and other clients are untouched.
+        assert_eq!(
+            send(&app, req("GET", "/", "192.0.2.80")).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(&app, req("POST", "/login", "192.0.2.81"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn an_extractor_without_a_peer_address_answers_the_documented_500() {
+        let app = Router::new().route("/login", post(login));
+        let res = send(&app, Request::post("/login").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn route_layer_limits_one_route_with_refunds() {
+        let layer = RateLimitLayer::builder()
+            .policy(
+                Rule::new("login", Quota::per_hour(1))
+                    .count_only(|res| res.status == StatusCode::UNAUTHORIZED),
+            )
+            .build()
+            .unwrap();
+        let app = routes().route_layer(layer);
+        let login = |password: &'static str| {
+            let mut r = req("POST", "/login", "192.0.2.82");
+            r.headers_mut()
+                .insert("x-password", password.parse().unwrap());
+            r
+        };
+        assert_eq!(send(&app, login("right")).await.status(), StatusCode::OK);
+        assert_eq!(send(&app, login("right")).await.status(), StatusCode::OK);
+        assert_eq!(
+            send(&app, login("wrong")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            send(&app, login("right")).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}
+
+#[cfg(feature = "schedule")]
+#[tokio::test]
+async fn a_scheduled_rule_applies_the_quota_of_the_current_window() {
+    use tollgate::Schedule;
+    // A window covering the whole week: its quota applies whenever the
+    // test runs; the windows themselves are tested at DST transitions in
+    // the schedule module.
+    let schedule = Schedule::new("Europe/Paris", Quota::per_hour(1))
+        .unwrap()
+        .daily("00:00", "24:00", Quota::per_hour(3))
+        .unwrap();
+    let layer = RateLimitLayer::builder()
+        .policy(Rule::new("office", Quota::per_hour(1)).schedule(schedule))
+        .build()
+        .unwrap();
+    let app = routes().layer(layer);
+    let res = send(&app, req("GET", "/", "192.0.2.90")).await;
+    assert_eq!(header(&res, "ratelimit-policy"), "\"office\";q=3;w=3600");
+}
