@@ -668,3 +668,104 @@ async fn a_scheduled_rule_applies_the_quota_of_the_current_window() {
     let res = send(&app, req("GET", "/", "192.0.2.90")).await;
     assert_eq!(header(&res, "ratelimit-policy"), "\"office\";q=3;w=3600");
 }
+
+mod concurrency {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Which levels a path is checked against: global, api, search.
+    fn levels(path: &str) -> [bool; 3] {
+        match path {
+            "/api/search" => [true, true, true],
+            "/api/items" => [true, true, false],
+            _ => [true, false, false],
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Many clients' requests at once, in any mix of paths: what is
+        /// admitted never exceeds any level's quota, and a level is used
+        /// up only by requests that passed every level.
+        #[test]
+        fn stacked_levels_never_admit_more_than_any_quota_under_concurrency(
+            paths in proptest::collection::vec(0..3usize, 1..80),
+            tasks in 2..8usize,
+        ) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            let admitted = runtime.block_on(async {
+                let layer = RateLimitLayer::builder()
+                    .quota(Quota::per_hour(20))
+                    .name("global")
+                    .group("/api/*", Rule::new("api", Quota::per_hour(10)))
+                    .route("GET /api/search", Rule::new("search", Quota::per_hour(4)))
+                    .build()
+                    .unwrap();
+                let app = routes().layer(layer);
+                let paths: Vec<&'static str> = paths
+                    .iter()
+                    .map(|&i| ["/", "/api/items", "/api/search"][i])
+                    .collect();
+                let chunk = paths.len().div_ceil(tasks);
+                let mut handles = Vec::new();
+                for part in paths.chunks(chunk).map(<[_]>::to_vec) {
+                    let app = app.clone();
+                    handles.push(tokio::spawn(async move {
+                        let mut ok = Vec::new();
+                        for path in part {
+                            let res = send(&app, req("GET", path, "192.0.2.99")).await;
+                            if res.status() == StatusCode::OK {
+                                ok.push(path);
+                            }
+                        }
+                        ok
+                    }));
+                }
+                let mut admitted = Vec::new();
+                for h in handles {
+                    admitted.extend(h.await.unwrap());
+                }
+                // What is left, level by level, after the storm.
+                let res = send(&app, req("GET", "/api/search", "192.0.2.99")).await;
+                let left = (res.status() == StatusCode::OK).then(|| header(&res, "ratelimit"));
+                (admitted, left)
+            });
+            let (admitted, left) = admitted;
+            let mut used = [0u64; 3];
+            for path in &admitted {
+                for (i, hit) in levels(path).iter().enumerate() {
+                    used[i] += u64::from(*hit);
+                }
+            }
+            prop_assert!(used[0] <= 20, "global admitted {}", used[0]);
+            prop_assert!(used[1] <= 10, "api admitted {}", used[1]);
+            prop_assert!(used[2] <= 4, "search admitted {}", used[2]);
+            // Each level consumed exactly what was admitted through it, and
+            // the final request: denials consumed nothing anywhere.
+            if let Some(left) = left {
+                let expected = format!(
+                    "\"global\";r={}, \"api\";r={}, \"search\";r={}",
+                    20 - used[0] - 1,
+                    10 - used[1] - 1,
+                    4 - used[2] - 1
+                );
+                let remaining: Vec<&str> = left.split(", ").map(|i| i.split(";t=").next().unwrap_or("")).collect();
+                prop_assert_eq!(remaining.join(", "), expected);
+            }
+            // Nothing denied was consumed: if a level is short of its quota,
+            // every request that only it could have denied passed.
+            let wanted = |level: usize| paths
+                .iter()
+                .filter(|&&i| levels(["/", "/api/items", "/api/search"][i])[level])
+                .count() as u64;
+            if wanted(0) <= 20 && wanted(1) <= 10 && wanted(2) <= 4 {
+                prop_assert_eq!(admitted.len(), paths.len(), "nothing over any quota: all pass");
+            }
+        }
+    }
+}
