@@ -22,7 +22,7 @@ use tollgate::backend::{
     MemoryBackend,
 };
 use tollgate::key::{self, Key};
-use tollgate::{FailMode, LimitSet, Outcome, Policy, Quota, RateLimitLayer};
+use tollgate::{FailMode, LimitSet, Nanos, Outcome, Policy, Quota, RateLimitLayer};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Outcome, BackendError>> + Send>>;
 
@@ -54,8 +54,7 @@ struct MockInner {
     store: MemoryBackend,
 }
 
-type Op =
-    fn(&MemoryBackend, &LimitSet) -> Acquire<std::future::Ready<Result<Outcome, BackendError>>>;
+type Answer = Acquire<std::future::Ready<Result<Outcome, BackendError>>>;
 
 impl Mock {
     fn new(mode: Mode) -> Self {
@@ -87,7 +86,11 @@ impl Mock {
         &self.inner.store
     }
 
-    fn answer(&self, set: &LimitSet, op: Op) -> Acquire<BoxFuture> {
+    fn answer(
+        &self,
+        set: &LimitSet,
+        op: impl FnOnce(&MemoryBackend, &LimitSet) -> Answer + Send + 'static,
+    ) -> Acquire<BoxFuture> {
         self.inner.calls.fetch_add(1, Ordering::SeqCst);
         let mode = *self.inner.mode.lock().unwrap();
         let store = self.inner.store.clone();
@@ -131,6 +134,10 @@ impl Backend for Mock {
             return Acquire::ready(Err(BackendError::Unavailable("absorb refused".into())));
         }
         self.answer(set, |b, s| b.absorb(s))
+    }
+
+    fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
+        self.answer(set, move |b, s| b.refund(s, at))
     }
 }
 
@@ -514,6 +521,67 @@ async fn absorb_goes_to_the_primary_or_is_recorded_on_the_fallback() {
         .await
         .unwrap();
     assert_eq!(failover.health().pending_reconciliation, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refund_goes_to_the_primary_while_it_answers() {
+    let primary = Mock::new(Mode::Healthy);
+    let failover = chain(&primary, 1);
+    let p = policy(Quota::per_minute(2));
+    let alice = one(&p, "alice");
+    let first = failover.acquire(&alice).await.unwrap();
+    assert!(allowed(&failover, &alice).await);
+    assert!(!allowed(&failover, &alice).await);
+    let at = first.at().expect("the primary's instant");
+    let back = failover.refund(&alice, at).await.unwrap();
+    assert_eq!(back.decisions()[0].remaining, 1);
+    assert_eq!(
+        primary.store().peek(&alice).await.unwrap().decisions()[0].remaining,
+        1
+    );
+    assert!(
+        failover.fallback().is_empty(),
+        "the fallback is not touched"
+    );
+    assert!(allowed(&failover, &alice).await);
+    assert!(failover.store().is_none(), "the primary's (none here)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_an_outage_a_refund_goes_to_the_fallback_and_comes_off_the_record() {
+    for (mode, threshold) in [(Mode::Failing, 5), (Mode::Failing, 1), (Mode::Hanging, 5)] {
+        let primary = Mock::new(mode);
+        // Threshold 1: the circuit is open, the primary is not even called.
+        let failover = chain(&primary, threshold);
+        let p = policy(Quota::per_minute(2));
+        let alice = one(&p, "alice");
+        let first = failover.acquire(&alice).await.unwrap();
+        assert!(first.allowed());
+        let second = failover.acquire(&alice).await.unwrap();
+        assert!(!allowed(&failover, &alice).await, "{mode:?}");
+        assert_eq!(failover.health().pending_reconciliation, 1);
+        // Both refunded on the fallback: quota back, nothing to write back.
+        let at = second.at().expect("the fallback's instant");
+        let back = failover.refund(&alice, at).await.unwrap();
+        assert_eq!(back.decisions()[0].remaining, 1, "{mode:?}");
+        assert_eq!(failover.health().pending_reconciliation, 1, "{mode:?}");
+        failover
+            .refund(&alice, first.at().expect("instant"))
+            .await
+            .unwrap();
+        assert_eq!(failover.health().pending_reconciliation, 0, "{mode:?}");
+        assert_eq!(
+            failover.fallback().peek(&alice).await.unwrap().decisions()[0].remaining,
+            2,
+            "{mode:?}"
+        );
+        // Recovery writes nothing back for alice.
+        primary.set(Mode::Healthy);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(allowed(&failover, &one(&p, "bob")).await);
+        settle(&failover).await;
+        assert_eq!(primary.absorbs(), 0, "{mode:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

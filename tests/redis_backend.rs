@@ -509,3 +509,113 @@ async fn a_failover_chain_writes_an_outage_back_into_a_restarted_redis() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn acquire_reports_the_server_instant_and_a_refund_there_gives_the_quota_back() {
+    let server = redis_or_skip!();
+    let backend = backend(&server).await;
+    let mut conn = server.client();
+    for algorithm in every_algorithm() {
+        let name = algorithm.name();
+        let policy =
+            Arc::new(Policy::new(format!("refund-{name}"), slow_quota(2)).algorithm(algorithm));
+        let set = single(&policy, "r");
+        let first = backend.acquire(&set).await.expect("acquire");
+        assert!(first.allowed(), "{name}");
+        let at = first.at().expect("the server instant");
+        // The instant is the server's TIME: close to this machine's clock.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64;
+        assert!(
+            at.as_u64().abs_diff(wall) < 60_000_000_000,
+            "{name}: {at:?}"
+        );
+        let second = backend.acquire(&set).await.expect("acquire");
+        assert!(second.allowed(), "{name}");
+        assert!(
+            !backend.acquire(&set).await.expect("acquire").allowed(),
+            "{name}"
+        );
+        let key = backend.key_name(&policy, &Key::from("r"));
+        let ttl_before: i64 = conn.pttl(&key).expect("PTTL");
+        // Give the second request back: exactly one more passes.
+        let back = backend
+            .refund(&set, second.at().expect("instant"))
+            .await
+            .expect("refund");
+        assert_eq!(back.at(), second.at(), "{name}");
+        assert_eq!(back.decisions()[0].remaining, 1, "{name}");
+        let ttl_after: i64 = conn.pttl(&key).expect("PTTL");
+        assert!(
+            ttl_after > 0 && ttl_after <= ttl_before,
+            "{name}: {ttl_before} -> {ttl_after}"
+        );
+        assert!(
+            backend.acquire(&set).await.expect("acquire").allowed(),
+            "{name}"
+        );
+        assert!(
+            !backend.acquire(&set).await.expect("acquire").allowed(),
+            "{name}"
+        );
+        // A refund of an absent key creates nothing.
+        let absent = single(&policy, "never-seen");
+        let out = backend.refund_at(&absent, at).await.expect("refund");
+        assert_eq!(out.decisions()[0].remaining, 2, "{name}");
+        let exists: bool = conn
+            .exists(backend.key_name(&policy, &Key::from("never-seen")))
+            .expect("EXISTS");
+        assert!(!exists, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_refund_is_one_evalsha_and_matches_the_memory_backend() {
+    use tollgate::backend::MemoryBackend;
+    let server = redis_or_skip!();
+    let mut conn = server.client();
+    let redis = backend(&server).await;
+    let memory = MemoryBackend::new();
+    let t = tollgate::Nanos::from_secs(1_700_000_040);
+    let mut set = LimitSet::new();
+    for algorithm in every_algorithm() {
+        let p = Arc::new(
+            Policy::new(
+                format!("refund-many-{}", algorithm.name()),
+                Quota::per_second(3),
+            )
+            .algorithm(algorithm),
+        );
+        set.push(p, Key::from("m"), 1);
+    }
+    for _ in 0..2 {
+        let r = redis.acquire_at(&set, t).await.expect("acquire");
+        assert_eq!(r, memory.acquire_at(&set, t));
+        assert_eq!(r.at(), Some(t));
+    }
+    let before: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO");
+    let r = redis.refund_at(&set, t).await.expect("refund");
+    let after: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO");
+    assert_eq!(r, memory.refund_at(&set, t));
+    assert_eq!(r.at(), Some(t));
+    assert!(r.decisions().iter().all(|d| d.remaining == 2), "{r:?}");
+    let evalsha = |info: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with("cmdstat_evalsha:"))
+            .and_then(|l| {
+                l.split(&[':', ','][..])
+                    .find_map(|f| f.strip_prefix("calls="))
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(evalsha(&after), evalsha(&before) + 1);
+}

@@ -85,9 +85,14 @@ fn cluster_backend_passes_the_conformance_table() {
         .expect("tokio runtime");
     let backend = rt.block_on(backend(&cluster));
     assert!(backend.is_cluster());
-    conformance::run_table(|set, now| {
-        rt.block_on(backend.acquire_at(set, now))
-            .expect("redis call")
+    conformance::run_table(|op, set, now| {
+        let call = async {
+            match op {
+                conformance::Op::Acquire => backend.acquire_at(set, now).await,
+                conformance::Op::Refund => backend.refund_at(set, now).await,
+            }
+        };
+        rt.block_on(call).expect("redis call")
     });
 }
 
@@ -216,6 +221,42 @@ async fn refunds_are_exact_at_explicit_instants() {
             .await
             .expect("acquire");
         assert_eq!(single_server_like.decisions()[0].remaining, 2, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_refund_of_a_split_set_gives_every_slot_its_units_back() {
+    let cluster = cluster_or_skip!();
+    let backend = backend(&cluster).await;
+    for algorithm in every_algorithm() {
+        let name = algorithm.name();
+        let a = policy(format!("refund-a-{name}"), 3, algorithm);
+        let b = policy(format!("refund-b-{name}"), 3, algorithm);
+        let (ka, kb) = keys_on_two_masters(&cluster, &backend, &a);
+        let set = pair(&a, &ka, &b, &kb);
+        // At the servers' clock: the split acquire reports its one instant.
+        let first = backend.acquire(&set).await.expect("acquire");
+        assert!(first.allowed(), "{name}");
+        let at = first.at().expect("instant");
+        assert!(
+            backend.acquire(&set).await.expect("acquire").allowed(),
+            "{name}"
+        );
+        let back = backend.refund(&set, at).await.expect("refund");
+        assert_eq!(back.at(), Some(at), "{name}");
+        for (i, d) in back.decisions().iter().enumerate() {
+            assert_eq!(d.remaining, 2, "{name}: limit {i}");
+        }
+        assert_eq!(
+            backend
+                .peek(&single(&b, &kb))
+                .await
+                .expect("peek")
+                .decisions()[0]
+                .remaining,
+            2,
+            "{name}"
+        );
     }
 }
 

@@ -6,7 +6,25 @@
 mod conformance;
 mod support;
 
+use conformance::Op;
 use tollgate::backend::RedisBackend;
+use tollgate::{LimitSet, Nanos, Outcome};
+
+fn run(
+    rt: &tokio::runtime::Runtime,
+    backend: &RedisBackend,
+    op: Op,
+    set: &LimitSet,
+    now: Nanos,
+) -> Outcome {
+    let call = async {
+        match op {
+            Op::Acquire => backend.acquire_at(set, now).await,
+            Op::Refund => backend.refund_at(set, now).await,
+        }
+    };
+    rt.block_on(call).expect("redis call")
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -22,10 +40,7 @@ fn redis_backend_passes_the_conformance_table() {
     let backend = rt
         .block_on(RedisBackend::connect(&server.url()))
         .expect("connect");
-    conformance::run_table(|set, now| {
-        rt.block_on(backend.acquire_at(set, now))
-            .expect("redis call")
-    });
+    conformance::run_table(|op, set, now| run(&rt, &backend, op, set, now));
 }
 
 #[test]
@@ -39,8 +54,5 @@ fn redis_backend_passes_the_conformance_table_with_a_custom_prefix() {
                 .connect(),
         )
         .expect("connect");
-    conformance::run_table(|set, now| {
-        rt.block_on(backend.acquire_at(set, now))
-            .expect("redis call")
-    });
+    conformance::run_table(|op, set, now| run(&rt, &backend, op, set, now));
 }

@@ -5,6 +5,10 @@
 //! Forced (see [`Algorithm::force`](super::Algorithm::force)): `cost` is
 //! added to the current window's count with no cap; like any count, it is
 //! forgotten when the window ends.
+//!
+//! Refunded (see [`Algorithm::refund`](super::Algorithm::refund)): `cost`
+//! is taken off the count (saturating) only while the stored window is the
+//! one holding the refunded instant.
 
 use super::{Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -65,5 +69,20 @@ pub(super) fn force(quota: &Quota, state: &State, input: Input, offset: Nanos) -
     State::Window {
         start: Nanos::new(start),
         count: count.saturating_add(input.cost),
+    }
+}
+
+/// Takes `cost` off the count if the stored window is the one holding
+/// `input.now` (the instant of the refunded acquire); otherwise, and for
+/// any other state, the state is kept.
+pub(super) fn refund(quota: &Quota, state: &State, input: Input, offset: Nanos) -> State {
+    let p = quota.period_nanos().as_u64().max(1);
+    let (start, _, _) = window(state, p, input.now.as_u64(), offset);
+    match state {
+        State::Window { start: s, count } if s.as_u64() == start => State::Window {
+            start: *s,
+            count: count.saturating_sub(input.cost),
+        },
+        other => other.clone(),
     }
 }

@@ -6,6 +6,9 @@
 //! Forced (see [`Algorithm::force`](super::Algorithm::force)):
 //! `TAT' = max(TAT, now) + c·T`, with no cap, so a key can be taken past its
 //! capacity and pays the excess back at the sustained rate.
+//!
+//! Refunded (see [`Algorithm::refund`](super::Algorithm::refund)):
+//! `TAT' = TAT − c·T`, saturating.
 
 use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -52,5 +55,16 @@ pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
     let tat = stored.max(input.now.as_u64());
     State::Gcra {
         tat: Nanos::new(tat.saturating_add(mul(input.cost, t))),
+    }
+}
+
+/// `TAT' = TAT − cost·T` (saturating); any other state is kept.
+pub(super) fn refund(quota: &Quota, state: &State, input: Input) -> State {
+    let t = quota.emission_interval().as_u64().max(1);
+    match state {
+        State::Gcra { tat } => State::Gcra {
+            tat: Nanos::new(tat.as_u64().saturating_sub(mul(input.cost, t))),
+        },
+        other => other.clone(),
     }
 }

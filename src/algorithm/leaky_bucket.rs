@@ -7,6 +7,9 @@
 //!
 //! Forced (see [`Algorithm::force`](super::Algorithm::force)): the water
 //! is drained to `now`, then `cost × interval` is poured with no ceiling.
+//!
+//! Refunded (see [`Algorithm::refund`](super::Algorithm::refund)): the
+//! stored water loses `cost × interval` (saturating); `last` is kept.
 
 use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -67,5 +70,18 @@ pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
     State::Bucket {
         level: Nanos::new(water.saturating_add(mul(input.cost, t))),
         last: Nanos::new(now.max(last)),
+    }
+}
+
+/// Takes `cost·T` off the stored water (saturating); any other state is
+/// kept.
+pub(super) fn refund(quota: &Quota, state: &State, input: Input) -> State {
+    let t = quota.emission_interval().as_u64().max(1);
+    match state {
+        State::Bucket { level, last } => State::Bucket {
+            level: Nanos::new(level.as_u64().saturating_sub(mul(input.cost, t))),
+            last: *last,
+        },
+        other => other.clone(),
     }
 }

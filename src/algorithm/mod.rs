@@ -233,6 +233,86 @@ impl Algorithm {
         (decision, next)
     }
 
+    /// Gives back `input.cost` units that a [`check`](Self::check) at
+    /// instant `input.now` admitted and committed, and returns the state to
+    /// store. Pure, like [`check`](Self::check). This is what
+    /// [`Backend::refund`](crate::backend::Backend::refund) runs, and the
+    /// Rust twin of the Redis script's refund (mode `u`): for a policy that
+    /// counts only some responses (say, failed logins), the others are
+    /// refunded after the response, with the instant of their acquire
+    /// ([`Outcome::at`](crate::backend::Outcome::at)) and the same
+    /// `key_hash`.
+    ///
+    /// The state written, with `T` the emission interval
+    /// (`period / limit`), `D = burst × T`, `c` the cost, `at` the instant
+    /// of the refunded acquire (`input.now`):
+    ///
+    /// | algorithm | refunded state |
+    /// |---|---|
+    /// | GCRA | `TAT' = TAT − c·T`, saturating at zero |
+    /// | token bucket | `level' = min(level + c·T, D)`, `last` kept |
+    /// | leaky bucket (meter and queue) | `level' = level − c·T`, saturating at zero; `last` kept |
+    /// | fixed window (aligned, staggered) | `count − c` (saturating) if the stored window is the one holding `at`, else unchanged |
+    /// | sliding window counter | `curr − c` if the stored window holds `at`; `prev − c` if the stored window is the next one (rolled over since); else unchanged (saturating) |
+    /// | sliding window log | `c` taken off the newest entry at instant `at`, removed at zero; unchanged if there is none |
+    ///
+    /// A cost of zero, a fresh state and a state of another algorithm's
+    /// kind change nothing: a refund never creates state.
+    ///
+    /// **Exactness.** A refund at the acquire's own instant, with nothing
+    /// counted in between, gives back a state that [`peek`](Self::peek)s
+    /// exactly like the state before the acquire, and admits exactly the
+    /// same requests afterwards, for every algorithm (the token bucket's
+    /// cap never binds then: the level given back was there before). The
+    /// windows (fixed, counter, log) stay exact however late the refund
+    /// runs: the units are taken off the very count, or log entry, that
+    /// holds them, and nothing once that has expired. The buckets (GCRA,
+    /// token, leaky) only keep one level: if the key went idle between the
+    /// acquire and the refund, the units had already been repaid, and the
+    /// refund gives back up to `c·T` more (a token bucket never above its
+    /// capacity). Refunds are meant to follow their acquire within one
+    /// request's time.
+    ///
+    /// ```
+    /// use tollgate::algorithm::{Algorithm, Input, State};
+    /// use tollgate::{Nanos, Quota};
+    ///
+    /// let quota = Quota::per_second(10); // T = 100 ms, burst 10
+    /// let input = Input { now: Nanos::from_secs(100), cost: 3, key_hash: 0 };
+    /// let before = State::Gcra { tat: Nanos::from_millis(100_200) };
+    /// let (d, commit) = Algorithm::Gcra.check(&quota, &before, input);
+    /// assert_eq!(d.remaining, 5);
+    /// let mut state = before.clone();
+    /// state.apply(commit.unwrap());
+    /// assert_eq!(state, State::Gcra { tat: Nanos::from_millis(100_500) });
+    ///
+    /// let refunded = Algorithm::Gcra.refund(&quota, &state, input);
+    /// assert_eq!(refunded, before);
+    /// assert_eq!(Algorithm::Gcra.peek(&quota, &refunded, input.now, 0).remaining, 8);
+    /// // Nothing to refund on a fresh key.
+    /// assert_eq!(Algorithm::Gcra.refund(&quota, &State::Fresh, input), State::Fresh);
+    /// ```
+    pub fn refund(&self, quota: &Quota, state: &State, input: Input) -> State {
+        if input.cost == 0 {
+            return state.clone();
+        }
+        match self {
+            Algorithm::Gcra => gcra::refund(quota, state, input),
+            Algorithm::TokenBucket => token_bucket::refund(quota, state, input),
+            Algorithm::LeakyBucket | Algorithm::LeakyBucketQueue { .. } => {
+                leaky_bucket::refund(quota, state, input)
+            }
+            Algorithm::FixedWindow => fixed_window::refund(quota, state, input, Nanos::ZERO),
+            Algorithm::FixedWindowStaggered => {
+                let period = quota.period_nanos().as_u64().max(1);
+                let offset = Nanos::new(input.key_hash % period);
+                fixed_window::refund(quota, state, input, offset)
+            }
+            Algorithm::SlidingWindow => sliding_window::refund(quota, state, input),
+            Algorithm::SlidingWindowLog => sliding_log::refund(state, input),
+        }
+    }
+
     /// What the state of a key is before any request: what `peek` reports.
     pub fn peek(&self, quota: &Quota, state: &State, now: Nanos, key_hash: u64) -> Decision {
         // A zero-cost check consumes nothing and is always allowed; its

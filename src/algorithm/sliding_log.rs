@@ -4,6 +4,10 @@
 //!
 //! Forced (see [`Algorithm::force`](super::Algorithm::force)): an entry
 //! `(now, cost)` is appended whatever the log holds.
+//!
+//! Refunded (see [`Algorithm::refund`](super::Algorithm::refund)): `cost`
+//! is taken off the entry of the refunded instant (the newest one at that
+//! instant), which is removed at zero.
 
 use super::{Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -72,5 +76,23 @@ pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
         period: Nanos::new(quota.period_nanos().as_u64().max(1)),
         cost: input.cost,
     });
+    next
+}
+
+/// Takes `cost` off the newest entry at instant `input.now`, removing it at
+/// zero; a log without such an entry (expired, or never counted), and any
+/// other state, is kept.
+pub(super) fn refund(state: &State, input: Input) -> State {
+    let mut next = state.clone();
+    if let State::Log(log) = &mut next {
+        if let Some(i) = log.iter().rposition(|(t, _)| *t == input.now) {
+            if let Some((_, c)) = log.get_mut(i) {
+                *c = c.saturating_sub(input.cost);
+                if *c == 0 {
+                    log.remove(i);
+                }
+            }
+        }
+    }
     next
 }

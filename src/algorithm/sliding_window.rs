@@ -5,6 +5,10 @@
 //! Forced (see [`Algorithm::force`](super::Algorithm::force)): the windows
 //! are rolled to `now`, then `cost` is added to the current count with no
 //! cap.
+//!
+//! Refunded (see [`Algorithm::refund`](super::Algorithm::refund)): `cost`
+//! is taken off `curr` if the stored window holds the refunded instant, off
+//! `prev` if the stored window is the next one (it rolled over since).
 
 use super::{mul_div, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -95,5 +99,36 @@ pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
         start: Nanos::new(start),
         prev,
         curr: curr.saturating_add(input.cost),
+    }
+}
+
+/// Takes `cost` off the count that holds the units counted at `input.now`:
+/// `curr` while the stored window is that instant's, `prev` once it has
+/// rolled over to the next window; otherwise, and for any other state, the
+/// state is kept.
+pub(super) fn refund(quota: &Quota, state: &State, input: Input) -> State {
+    let p = quota.period_nanos().as_u64().max(1);
+    let at = input.now.as_u64();
+    let start = at - at % p;
+    match state {
+        State::Sliding {
+            start: s,
+            prev,
+            curr,
+        } if s.as_u64() == start => State::Sliding {
+            start: *s,
+            prev: *prev,
+            curr: curr.saturating_sub(input.cost),
+        },
+        State::Sliding {
+            start: s,
+            prev,
+            curr,
+        } if s.as_u64() == start.saturating_add(p) => State::Sliding {
+            start: *s,
+            prev: prev.saturating_sub(input.cost),
+            curr: *curr,
+        },
+        other => other.clone(),
     }
 }

@@ -8,6 +8,9 @@
 //! debt is paid, which is exactly where GCRA's TAT would put it. A `last`
 //! ahead of `now` (a debt, or a clock that went back) refills nothing until
 //! `now` reaches it, and `retry_after` / `reset_after` include the wait.
+//!
+//! Refunded (see [`Algorithm::refund`](super::Algorithm::refund)): the
+//! stored level gets `cost·T` back, capped at the capacity; `last` is kept.
 
 use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
@@ -69,5 +72,24 @@ pub(super) fn force(quota: &Quota, state: &State, input: Input) -> State {
             level: Nanos::ZERO,
             last: Nanos::new(last.saturating_add(need - level)),
         }
+    }
+}
+
+/// Gives `cost·T` back to the stored level, up to the capacity; any other
+/// state is kept.
+pub(super) fn refund(quota: &Quota, state: &State, input: Input) -> State {
+    let t = quota.emission_interval().as_u64().max(1);
+    let capacity = mul(quota.burst(), t);
+    match state {
+        State::Bucket { level, last } => State::Bucket {
+            level: Nanos::new(
+                level
+                    .as_u64()
+                    .saturating_add(mul(input.cost, t))
+                    .min(capacity),
+            ),
+            last: *last,
+        },
+        other => other.clone(),
     }
 }

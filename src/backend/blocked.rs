@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Acquire, Backend, BackendError, Outcome};
+use smallvec::SmallVec;
+
+use super::{Acquire, Backend, BackendError, Outcome, SettingsStore};
 use crate::policy::LimitSet;
 use crate::time::Nanos;
 
@@ -32,6 +34,14 @@ pub const DEFAULT_BLOCKED_CAPACITY: usize = 100_000;
 /// denial expires (at most the original `Retry-After`). Sets whose cost
 /// can never be admitted are not cached. Memory is bounded by `capacity`
 /// (expired entries are dropped first, then the one expiring soonest).
+///
+/// A [`refund`](Backend::refund) is forwarded to the inner backend, and
+/// first forgets every remembered denial of a set that shares a (policy,
+/// key) with the refunded one: a refund is the one thing besides time and
+/// `reset` that makes a denied client's state better, so its next request
+/// asks the backend again instead of being denied until the old
+/// `Retry-After`. (A denial by another server's refund is, like its
+/// `reset`, only seen once the cached denial expires.)
 ///
 /// ```
 /// use std::sync::Arc;
@@ -54,16 +64,61 @@ pub struct BlockedCache<B> {
 }
 
 struct Shared {
-    entries: Mutex<HashMap<u64, Entry>>,
+    entries: Mutex<Entries>,
     capacity: usize,
     hasher: std::collections::hash_map::RandomState,
     hits: std::sync::atomic::AtomicU64,
+}
+
+/// The remembered denials, and which of them each (policy, key) is in.
+#[derive(Default)]
+struct Entries {
+    by_set: HashMap<u64, Entry>,
+    /// (policy, key) hash → fingerprints of sets holding it. May name sets
+    /// that are gone (removing those is a no-op); rebuilt when it has grown
+    /// well past the entries.
+    by_limit: HashMap<u64, SmallVec<[u64; 1]>>,
 }
 
 struct Entry {
     outcome: Outcome,
     at: Instant,
     until: Instant,
+    limits: SmallVec<[u64; 2]>,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.by_set.len()
+    }
+
+    fn insert(&mut self, fp: u64, entry: Entry) {
+        for &l in &entry.limits {
+            let sets = self.by_limit.entry(l).or_default();
+            if !sets.contains(&fp) {
+                sets.push(fp);
+            }
+        }
+        self.by_set.insert(fp, entry);
+        if self.by_limit.len() > 2 * self.by_set.len() + 16 {
+            self.by_limit.clear();
+            for (&fp, e) in &self.by_set {
+                for &l in &e.limits {
+                    let sets = self.by_limit.entry(l).or_default();
+                    if !sets.contains(&fp) {
+                        sets.push(fp);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets every set holding the (policy, key) hashed as `limit`.
+    fn forget_limit(&mut self, limit: u64) {
+        for fp in self.by_limit.remove(&limit).unwrap_or_default() {
+            self.by_set.remove(&fp);
+        }
+    }
 }
 
 impl<B> std::fmt::Debug for BlockedCache<B> {
@@ -81,7 +136,7 @@ impl<B> BlockedCache<B> {
         BlockedCache {
             inner,
             shared: Arc::new(Shared {
-                entries: Mutex::new(HashMap::new()),
+                entries: Mutex::new(Entries::default()),
                 capacity: capacity.max(1),
                 hasher: Default::default(),
                 hits: Default::default(),
@@ -111,8 +166,21 @@ impl<B> BlockedCache<B> {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A hash of one limit's (policy, key), whatever its cost.
+    fn limit_hashes(&self, set: &LimitSet) -> SmallVec<[u64; 2]> {
+        set.limits()
+            .iter()
+            .map(|l| {
+                let mut h = self.hasher.build_hasher();
+                h.write_u64(l.policy.id());
+                h.write(l.key.as_bytes());
+                h.finish()
+            })
+            .collect()
     }
 
     /// A hash of what makes two sets the same request: policies, keys, costs.
@@ -130,9 +198,9 @@ impl Shared {
     /// The remembered denial of `fp`, aged to `now`.
     fn lookup(&self, fp: u64, now: Instant) -> Option<Outcome> {
         let mut entries = self.lock();
-        let entry = entries.get(&fp)?;
+        let entry = entries.by_set.get(&fp)?;
         if now >= entry.until {
-            entries.remove(&fp);
+            entries.by_set.remove(&fp);
             return None;
         }
         let elapsed = Nanos::from(now.saturating_duration_since(entry.at));
@@ -142,7 +210,9 @@ impl Shared {
         Some(outcome)
     }
 
-    fn remember(&self, fp: u64, outcome: &Outcome, now: Instant) {
+    /// Remembers a denial of the set `fp` whose (policy, key) hashes are
+    /// `limits`.
+    fn remember(&self, fp: u64, limits: SmallVec<[u64; 2]>, outcome: &Outcome, now: Instant) {
         if outcome.allowed() {
             return;
         }
@@ -159,12 +229,16 @@ impl Shared {
         }
         let until = now + Duration::from(wait);
         let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&fp) {
-            entries.retain(|_, e| e.until > now);
+        if entries.len() >= self.capacity && !entries.by_set.contains_key(&fp) {
+            entries.by_set.retain(|_, e| e.until > now);
             if entries.len() >= self.capacity {
-                let soonest = entries.iter().min_by_key(|(_, e)| e.until).map(|(k, _)| *k);
+                let soonest = entries
+                    .by_set
+                    .iter()
+                    .min_by_key(|(_, e)| e.until)
+                    .map(|(k, _)| *k);
                 if let Some(k) = soonest {
-                    entries.remove(&k);
+                    entries.by_set.remove(&k);
                 }
             }
         }
@@ -174,6 +248,7 @@ impl Shared {
                 outcome: outcome.clone(),
                 at: now,
                 until,
+                limits,
             },
         );
     }
@@ -194,16 +269,22 @@ impl<B: Backend> Backend for BlockedCache<B> {
         match self.inner.acquire(set) {
             Acquire::Ready { result } => {
                 if let Some(Ok(outcome)) = &result {
-                    self.shared.remember(fp, outcome, now);
+                    if !outcome.allowed() {
+                        let limits = self.shared.limit_hashes(set);
+                        self.shared.remember(fp, limits, outcome, now);
+                    }
                 }
                 Acquire::Ready { result }
             }
             Acquire::Pending { future } => {
                 let shared = self.shared.clone();
+                // Hashed now (no allocation for up to two limits) rather
+                // than keeping the set across the await.
+                let limits = shared.limit_hashes(set);
                 Acquire::pending(Box::pin(async move {
                     let result = future.await;
                     if let Ok(outcome) = &result {
-                        shared.remember(fp, outcome, now);
+                        shared.remember(fp, limits, outcome, now);
                     }
                     result
                 }))
@@ -216,7 +297,10 @@ impl<B: Backend> Backend for BlockedCache<B> {
     }
 
     fn reset(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        self.shared.lock().remove(&self.shared.fingerprint(set));
+        self.shared
+            .lock()
+            .by_set
+            .remove(&self.shared.fingerprint(set));
         box_acquire(self.inner.reset(set))
     }
 
@@ -224,6 +308,28 @@ impl<B: Backend> Backend for BlockedCache<B> {
     /// truer, so the memory is kept.
     fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
         box_acquire(self.inner.absorb(set))
+    }
+
+    /// Forwarded, after forgetting the remembered denials of every set
+    /// that holds one of the refunded (policy, key) pairs: the units given
+    /// back may let them pass before their cached retry time. See
+    /// [`BlockedCache`].
+    fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
+        let limits = self.shared.limit_hashes(set);
+        {
+            let mut entries = self.shared.lock();
+            if entries.len() > 0 {
+                for l in limits {
+                    entries.forget_limit(l);
+                }
+            }
+        }
+        box_acquire(self.inner.refund(set, at))
+    }
+
+    /// The inner backend's settings store.
+    fn store(&self) -> Option<Arc<dyn SettingsStore>> {
+        self.inner.store()
     }
 }
 
@@ -287,6 +393,41 @@ mod tests {
         assert!(b.acquire(&set("b")).await.unwrap().allowed());
         b.reset(&set("a")).await.unwrap();
         assert!(b.acquire(&set("a")).await.unwrap().allowed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refund_forgets_the_denials_of_its_keys_and_reaches_the_backend() {
+        let inner = MemoryBackend::new();
+        let b = BlockedCache::new(inner.clone(), 100);
+        let first = b.acquire(&set("a")).await.unwrap();
+        assert!(b.acquire(&set("a")).await.unwrap().allowed());
+        assert!(!b.acquire(&set("a")).await.unwrap().allowed());
+        assert!(!b.acquire(&set("a")).await.unwrap().allowed());
+        assert_eq!(b.hits(), 1);
+        // A denial of another set holding the same (policy, key), and one
+        // of another key, remembered too.
+        let mut two = LimitSet::new();
+        two.push(
+            Arc::new(Policy::new("p", Quota::per_minute(2))),
+            Key::from("a"),
+            1,
+        );
+        two.push(
+            Arc::new(Policy::new("q", Quota::per_minute(5))),
+            Key::from("a"),
+            1,
+        );
+        assert!(!b.acquire(&two).await.unwrap().allowed());
+        for _ in 0..3 {
+            b.acquire(&set("other")).await.unwrap();
+        }
+        assert_eq!(b.len(), 3);
+        let back = b.refund(&set("a"), first.at().unwrap()).await.unwrap();
+        assert_eq!(back.decisions()[0].remaining, 1);
+        assert_eq!(b.len(), 1, "only the other key's denial is kept");
+        assert!(b.acquire(&set("a")).await.unwrap().allowed());
+        assert_eq!(b.hits(), 1);
+        assert!(b.store().is_none());
     }
 
     #[tokio::test(start_paused = true)]

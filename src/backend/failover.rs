@@ -13,9 +13,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::circuit::{BackendHealth, CircuitBreaker, CircuitState, Permit, Tracker};
-use super::{Acquire, Backend, BackendError, Outcome};
+use super::{Acquire, Backend, BackendError, Outcome, SettingsStore};
 use crate::key::Key;
 use crate::policy::{Limit, LimitSet, Policy};
+use crate::time::Nanos;
 
 /// The default per-call timeout of the primary.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -80,6 +81,20 @@ const LEDGER_SHARDS: usize = 16;
 ///   the probe) see its state from before the outage.
 /// - A [`reset`](Backend::reset) forgets the recorded units of its keys.
 ///   During an outage it resets the fallback only.
+///
+/// **Refunds** ([`Backend::refund`]) take the same path as any call, so
+/// they land on whichever backend is answering: the primary while its
+/// circuit is closed and it answers, the fallback when the circuit is open
+/// or the primary fails or times out, exactly as the acquire they undo was
+/// most likely answered. A refund the fallback answers also takes its units
+/// off the record of its keys, so refunded requests are not written back.
+/// A refund that reaches the other backend than its acquire (the circuit
+/// changed state in between) gives back units that backend did not count
+/// for it; after an outage the write-back of the fallback's count then
+/// balances it.
+///
+/// [`store`](Backend::store) is the primary's (settings are shared where
+/// the limits are).
 ///
 /// Cheap to clone (one `Arc`); clones share the breaker and the record.
 ///
@@ -374,6 +389,11 @@ impl<P: Backend, F: Backend> Shared<P, F> {
                     self.ledger.record(limit, limit.cost);
                 }
             }
+            Op::Refund(_) => {
+                for limit in set.limits() {
+                    self.ledger.take(limit, limit.cost);
+                }
+            }
             _ => {}
         }
     }
@@ -546,6 +566,18 @@ impl<P: Backend, F: Backend> Backend for Failover<P, F> {
     fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
         self.call(Op::Absorb, set)
     }
+
+    /// On the primary if it answers (circuit closed, no error within the
+    /// timeout), else on the fallback, whose record of units to write
+    /// back then loses the refunded units. See [`Failover`].
+    fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
+        self.call(Op::Refund(at), set)
+    }
+
+    /// The primary's settings store.
+    fn store(&self) -> Option<Arc<dyn SettingsStore>> {
+        self.shared.primary.store()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -554,6 +586,8 @@ enum Op {
     Peek,
     Reset,
     Absorb,
+    /// A refund of an acquire at this instant.
+    Refund(Nanos),
 }
 
 impl Op {
@@ -563,6 +597,7 @@ impl Op {
             Op::Peek => backend.peek(set),
             Op::Reset => backend.reset(set),
             Op::Absorb => backend.absorb(set),
+            Op::Refund(at) => backend.refund(set, at),
         }
     }
 }
@@ -925,6 +960,24 @@ impl Ledger {
         self.len.fetch_sub(out.len(), Ordering::AcqRel);
         self.warned_full.store(false, Ordering::Relaxed);
         out
+    }
+
+    /// Takes up to `units` off a key's record (a refund answered by the
+    /// fallback), forgetting the key at zero.
+    fn take(&self, limit: &Limit, units: u64) {
+        if units == 0 || self.len() == 0 {
+            return;
+        }
+        let k = (limit.policy.id(), limit.key.clone());
+        let mut shard = self.shard(&k);
+        let Some(e) = shard.map.get_mut(&k) else {
+            return;
+        };
+        e.units = e.units.saturating_sub(units);
+        if e.units == 0 {
+            shard.map.remove(&k);
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Forgets the set's keys.

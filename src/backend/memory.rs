@@ -332,6 +332,10 @@ impl MemoryBackend {
     /// [`Backend::acquire`] at an explicit instant: how the conformance
     /// table drives exact clock steps. Instants should not go backwards for
     /// a key; if they do, no refill is granted for the negative step.
+    ///
+    /// Every outcome of this backend is decided at the instant it was
+    /// given (or read from its clock): [`Outcome::at`] reports it, for a
+    /// later [`refund_at`](Self::refund_at).
     pub fn acquire_at(&self, set: &LimitSet, now: Nanos) -> Outcome {
         self.run(set, now, Mode::Acquire)
     }
@@ -371,7 +375,57 @@ impl MemoryBackend {
             allowed &= d.allowed || limit.policy.is_shadow();
             decisions.push(d);
         }
-        Outcome::new(decisions, allowed)
+        Outcome::new(decisions, allowed).decided_at(now)
+    }
+
+    /// [`Backend::refund`] at an explicit instant: gives back what an
+    /// acquire of `set` at `at` (its [`Outcome::at`]) counted, limit by
+    /// limit, with [`Algorithm::refund`] (one shard lock at a time, in the
+    /// set's order; the same key twice is refunded twice), and answers the
+    /// decisions [`peek_at`](Self::peek_at) gives at `at` afterwards.
+    ///
+    /// A refund never creates a key: a key that is not stored (never
+    /// counted, forgotten by [`reset`](Backend::reset), or swept once
+    /// idle) has nothing to give back and stays absent. A refund only
+    /// shortens the time until a key is idle, and keeps the instant at
+    /// which it was due to be swept (like a Redis TTL). Units that a full
+    /// table counted in a policy's shared overflow bucket are not
+    /// refunded: the refund cannot tell them from a swept key's, and a
+    /// lost refund only makes the limiter stricter.
+    pub fn refund_at(&self, set: &LimitSet, at: Nanos) -> Outcome {
+        for limit in set.limits() {
+            if limit.cost == 0 {
+                continue;
+            }
+            let slot = self.slot(limit);
+            let algorithm = limit.policy.get_algorithm();
+            let quota = limit.policy.quota();
+            let input = Input {
+                now: at,
+                cost: limit.cost,
+                key_hash: key_hash(limit),
+            };
+            let mut shard = lock(&self.inner.shards[slot.shard]);
+            if slot.narrow {
+                let refunded = shard.gcra.get_mut(&slot.fp).map(|tat| {
+                    let state = State::Gcra {
+                        tat: Nanos::new(*tat),
+                    };
+                    if let State::Gcra { tat: next } = algorithm.refund(quota, &state, input) {
+                        *tat = next.as_u64();
+                    }
+                    *tat
+                });
+                // The TAT is the key's idle instant: it moved earlier, so
+                // the shard's lower bound on idle instants must follow.
+                if let Some(tat) = refunded {
+                    shard.note_idle_at(tat);
+                }
+            } else if let Some(stored) = shard.wide.get_mut(&slot.fp) {
+                stored.state = algorithm.refund(quota, &stored.state, input);
+            }
+        }
+        self.run(set, at, Mode::Peek)
     }
 
     fn fingerprint(&self, limit: &Limit) -> u64 {
@@ -438,11 +492,12 @@ impl MemoryBackend {
     }
 
     fn run(&self, set: &LimitSet, now: Nanos, mode: Mode) -> Outcome {
-        match set.limits() {
+        let outcome = match set.limits() {
             [] => Outcome::new(SmallVec::new(), true),
             [one] => self.run_one(one, now, mode),
             many => self.run_many(many, now, mode),
-        }
+        };
+        outcome.decided_at(now)
     }
 
     /// The common case: one limit, one shard lock, no allocation.
@@ -675,6 +730,12 @@ impl Backend for MemoryBackend {
 
     fn absorb(&self, set: &LimitSet) -> Acquire<Self::Future> {
         Acquire::ready(Ok(self.absorb_at(set, self.inner.clock.now())))
+    }
+
+    /// [`refund_at`](MemoryBackend::refund_at) the given instant: the
+    /// answer describes the keys at `at`.
+    fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
+        Acquire::ready(Ok(self.refund_at(set, at)))
     }
 }
 

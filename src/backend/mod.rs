@@ -242,7 +242,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ///   below a fresh key. What has since expired or rolled over is not
     ///   refunded twice.
     /// - Independent per limit, not all-or-nothing; a cost of zero changes
-    ///   nothing; the answer is the decisions a peek would give afterwards.
+    ///   nothing; a key with no stored state stays without one (a refund
+    ///   never creates a key). The answer is the decisions a peek **at
+    ///   `at`** gives afterwards (deterministic, so that backends can be
+    ///   compared; for a refund long after its acquire it describes `at`,
+    ///   not now), decided at `at`.
     /// - Errors mean nothing is known to have been refunded (a lost refund
     ///   only makes the limiter stricter).
     ///

@@ -331,3 +331,152 @@ async fn absorb_through_the_backend_trait_uses_the_backend_clock() {
         .unwrap();
     assert!(!next.allowed());
 }
+
+// ---- refund ----
+
+/// Every algorithm, one policy each, so a set can be refunded per algorithm.
+fn every_algorithm(quota: Quota) -> Vec<Arc<Policy>> {
+    [
+        Algorithm::Gcra,
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket,
+        Algorithm::LeakyBucketQueue {
+            max_delay: Duration::from_millis(300),
+        },
+        Algorithm::FixedWindow,
+        Algorithm::FixedWindowStaggered,
+        Algorithm::SlidingWindow,
+        Algorithm::SlidingWindowLog,
+    ]
+    .into_iter()
+    .map(|a| Arc::new(Policy::new(a.name(), quota).algorithm(a)))
+    .collect()
+}
+
+#[test]
+fn a_refund_at_the_acquire_instant_gives_the_quota_back_for_every_algorithm() {
+    let b = MemoryBackend::new();
+    for p in every_algorithm(Quota::per_second(3)) {
+        let set = LimitSet::single(p.clone(), Key::from("k"), 1);
+        let t = at_secs(0).saturating_add(Nanos::from_millis(250));
+        for _ in 0..3 {
+            assert!(b.acquire_at(&set, t).allowed(), "{}", p.name());
+        }
+        let out = b.acquire_at(&set, t);
+        assert!(!out.allowed(), "{}", p.name());
+        assert_eq!(out.at(), Some(t));
+        // Give one back: one more passes, and only one.
+        let back = b.refund_at(&set, t);
+        assert_eq!(back.at(), Some(t));
+        assert_eq!(back.decisions()[0].remaining, 1, "{}", p.name());
+        assert!(back.allowed(), "{}", p.name());
+        assert_eq!(back, b.peek_at(&set, t), "{}", p.name());
+        assert!(b.acquire_at(&set, t).allowed(), "{}", p.name());
+        assert!(!b.acquire_at(&set, t).allowed(), "{}", p.name());
+        // Refund all three: a fresh key again, at that instant.
+        let three = LimitSet::single(p.clone(), Key::from("k"), 3);
+        let back = b.refund_at(&three, t);
+        assert_eq!(back.decisions()[0].remaining, 3, "{}", p.name());
+    }
+}
+
+#[test]
+fn a_refund_never_creates_a_key() {
+    let b = MemoryBackend::new();
+    for p in every_algorithm(Quota::per_second(3)) {
+        let set = LimitSet::single(p.clone(), Key::from("absent"), 2);
+        let out = b.refund_at(&set, at_secs(0));
+        assert_eq!(out.decisions()[0].remaining, 3, "{}", p.name());
+    }
+    assert!(b.is_empty());
+    // A key forgotten by reset stays forgotten.
+    let p = policy("p", Quota::per_minute(2));
+    let set = LimitSet::single(p, Key::from("k"), 1);
+    assert!(b.acquire_at(&set, at_secs(0)).allowed());
+    b.run(&set, at_secs(0), Mode::Reset);
+    assert!(b.is_empty());
+    b.refund_at(&set, at_secs(0));
+    assert!(b.is_empty());
+}
+
+#[test]
+fn refunds_are_per_limit_and_zero_costs_refund_nothing() {
+    let b = MemoryBackend::new();
+    let second = policy("second", Quota::per_second(2));
+    let minute = policy("minute", Quota::per_minute(3));
+    let t = at_secs(0);
+    let mut set = LimitSet::new();
+    set.push(second.clone(), Key::from("c"), 1);
+    set.push(minute.clone(), Key::from("c"), 1);
+    assert!(b.acquire_at(&set, t).allowed());
+    assert!(b.acquire_at(&set, t).allowed());
+    // Only the minute's unit is given back.
+    let mut partial = LimitSet::new();
+    partial.push(second.clone(), Key::from("c"), 0);
+    partial.push(minute.clone(), Key::from("c"), 1);
+    let back = b.refund_at(&partial, t);
+    assert_eq!(back.decisions()[0].remaining, 0);
+    assert_eq!(back.decisions()[1].remaining, 2);
+    // The second is still used up: the set is denied.
+    assert!(!b.acquire_at(&set, t).allowed());
+    // The same key twice is refunded twice.
+    let mut twice = LimitSet::new();
+    twice.push(second.clone(), Key::from("c"), 1);
+    twice.push(second, Key::from("c"), 1);
+    assert_eq!(b.refund_at(&twice, t).decisions()[1].remaining, 2);
+}
+
+#[test]
+fn a_late_refund_takes_only_what_is_still_counted() {
+    let b = MemoryBackend::new();
+    let fixed =
+        Arc::new(Policy::new("fixed", Quota::per_second(2)).algorithm(Algorithm::FixedWindow));
+    let set = LimitSet::single(fixed, Key::from("k"), 2);
+    let t0 = at_secs(0).saturating_add(Nanos::from_millis(900));
+    assert!(b.acquire_at(&set, t0).allowed());
+    let t1 = at_secs(1).saturating_add(Nanos::from_millis(100));
+    assert!(b.acquire_at(&set, t1).allowed());
+    // The window of t0 is gone: refunding it gives nothing of t1's back.
+    b.refund_at(&set, t0);
+    assert_eq!(b.peek_at(&set, t1).decisions()[0].remaining, 0);
+    b.refund_at(&set, t1);
+    assert_eq!(b.peek_at(&set, t1).decisions()[0].remaining, 2);
+}
+
+#[test]
+fn a_refunded_gcra_key_is_swept_at_its_earlier_idle_instant() {
+    let b = MemoryBackend::builder().shards(1).build();
+    let p = policy("p", Quota::per_second(1));
+    let set = LimitSet::single(p, Key::from("k"), 1);
+    // The shard's earliest idle instant is this key's TAT, 1 s on...
+    assert!(b.acquire_at(&set, at_secs(10)).allowed());
+    // ...then the refund moves the TAT (and so the idle instant) back.
+    b.refund_at(&set, at_secs(10));
+    let shard = lock(&b.inner.shards[0]);
+    assert!(shard.earliest_idle <= at_secs(10).as_u64());
+    drop(shard);
+    assert_eq!(
+        b.inner.shards[0]
+            .lock()
+            .map(|mut s| s.sweep(at_secs(10).as_u64()))
+            .unwrap_or(0),
+        1
+    );
+}
+
+#[tokio::test]
+async fn acquire_reports_its_instant_and_the_trait_refund_uses_it() {
+    let b = MemoryBackend::new();
+    let p = policy("p", Quota::per_minute(1));
+    let set = LimitSet::single(p, Key::from("k"), 1);
+    let out = b.acquire(&set).await.unwrap();
+    assert!(out.allowed());
+    let at = out.at().unwrap();
+    assert!(at <= b.now());
+    assert!(!b.acquire(&set).await.unwrap().allowed());
+    let back = b.refund(&set, at).await.unwrap();
+    assert_eq!(back.at(), Some(at));
+    assert!(b.acquire(&set).await.unwrap().allowed());
+    assert!(b.peek(&set).await.unwrap().at().is_some());
+    assert!(b.absorb(&set).await.unwrap().at().is_some());
+}

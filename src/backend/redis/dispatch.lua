@@ -6,16 +6,19 @@
 -- KEYS[i]: the state of limit i.
 -- ARGV[1]: 'a' acquire, 'p' peek, 'r' reset (forget, then peek), 'f'
 -- absorb (Backend::absorb: every limit counted with Algorithm::force, in
--- order, whatever the limits say), 'u' refund (undo what an acquire at
--- the instant ARGV[2] committed for each limit given; replies { '1' }).
--- ARGV[2]: now in nanoseconds since the epoch, or '' for the server's TIME.
+-- order, whatever the limits say), 'u' refund (Backend::refund: undo what
+-- an acquire at the instant ARGV[2] committed for each limit, then peek at
+-- that instant).
+-- ARGV[2]: now in nanoseconds since the epoch, or '' for the server's TIME
+-- (a refund always gives the instant of the acquire it undoes).
 -- ARGV[3]: milliseconds a key outlives the instant its state is fresh.
 -- Then 8 per limit: algorithm ('g','t','k','f','s','l'), cost, emission
 -- interval T, capacity burst×T, period, limit, extra (the leaky bucket's
 -- ceiling, the window offset), shadow ('1' or '0'). All numbers decimal.
 --
 -- Reply: '1' or '0' (the set passes), then 5 per limit: allowed ('1'/'0'),
--- remaining, reset_after, retry_after ('-' for none), delay.
+-- remaining, reset_after, retry_after ('-' for none), delay; last, the
+-- instant decided at (`now`, Outcome::at), so that a refund can name it.
 --
 -- Stored states: a string "g <tat>", "b <level> <last>", "w <start>
 -- <count>" or "s <start> <prev> <curr>"; the log is a list (see
@@ -90,7 +93,8 @@ local function store(k, st, px)
 end
 
 -- Refund ('u'): undoes exactly what an acquire at `now` committed for one
--- limit, for a set split over cluster slots that another slot denied. The
+-- limit (Algorithm::refund): Backend::refund, and a set split over cluster
+-- slots that another slot denied. The
 -- state keeps its TTL (a refund only shortens the time to fresh). A state
 -- of another kind, or a window that has moved on, holds nothing to undo.
 local function refund_string(k, code, q, now, cost, inc)
@@ -191,7 +195,8 @@ if mode == 'u' then
       end
     end
   end
-  return { '1' }
+  -- The answer: what a peek at that instant gives after the refund.
+  mode = 'p'
 end
 
 if mode == 'r' then
@@ -285,4 +290,5 @@ if (passes and mode == 'a') or mode == 'f' then
 end
 
 if not passes then reply[1] = '0' end
+reply[#reply + 1] = S(now)
 return reply

@@ -103,6 +103,9 @@ const SCRIPT: &str = concat!(
 /// servers with skewed clocks agree. [`RedisBackend::acquire_at`] and
 /// [`RedisBackend::peek_at`] pass an explicit instant instead: that is how
 /// the conformance table drives a real Redis through exact clock steps.
+/// Every outcome reports the instant it was decided at ([`Outcome::at`]:
+/// the server's `TIME` as the script read it, or the instant given), which
+/// is what a later [`Backend::refund`] passes back.
 ///
 /// # Exact integer arithmetic
 ///
@@ -257,6 +260,17 @@ const SCRIPT: &str = concat!(
 /// get back a little quota at a failover. Credentials and the database in
 /// the sentinel URLs are those of the sentinels; the master is reached
 /// without credentials, on database 0.
+///
+/// # Refund
+///
+/// [`Backend::refund`] (and [`RedisBackend::refund_at`]) is the same
+/// script in refund mode, at the instant of the acquire it undoes: each
+/// limit's stored state becomes
+/// [`Algorithm::refund`](crate::Algorithm::refund) of it (the same
+/// arithmetic as the cluster refunds above), keys keep their TTL, absent
+/// keys are not created, and the reply is the peek at that instant after
+/// the refund. One `EVALSHA` per set, as for every other call (on a
+/// cluster, one per slot).
 ///
 /// # Absorb
 ///
@@ -698,6 +712,16 @@ impl RedisBackend {
         self.call(set, Mode::Absorb, Some(now)).await
     }
 
+    /// [`Backend::refund`] as an `async fn`, like
+    /// [`acquire_at`](Self::acquire_at): gives back what an acquire of
+    /// `set` at `at` (its [`Outcome::at`], the server instant it decided
+    /// at) counted, and answers the decisions a peek at `at` gives
+    /// afterwards. A refund always runs at the instant it is given, never
+    /// at the server's clock.
+    pub async fn refund_at(&self, set: &LimitSet, at: Nanos) -> Result<Outcome, BackendError> {
+        self.call(set, Mode::Refund, Some(at)).await
+    }
+
     fn call(&self, set: &LimitSet, mode: Mode, now: Option<Nanos>) -> Acquire<CallFuture> {
         if set.is_empty() {
             return Acquire::ready(Ok(Outcome::new(SmallVec::new(), true)));
@@ -909,7 +933,7 @@ impl Inner {
             .into_iter()
             .collect::<Option<SmallVec<[Decision; 2]>>>()
             .ok_or_else(malformed)?;
-        Ok(Outcome::new(decisions, allowed))
+        Ok(Outcome::new(decisions, allowed).decided_at(Nanos::new(now)))
     }
 }
 
@@ -951,12 +975,13 @@ fn malformed() -> BackendError {
     BackendError::Unavailable("redis: malformed reply from the tollgate script".into())
 }
 
-/// The script's reply: the set's verdict, then five fields per limit.
+/// The script's reply: the set's verdict, five fields per limit, then the
+/// instant it decided at.
 fn parse_reply(value: Value, limits: &[u64]) -> Result<Outcome, BackendError> {
     let Value::Array(items) = value else {
         return Err(malformed());
     };
-    if items.len() != 1 + 5 * limits.len() {
+    if items.len() != 2 + 5 * limits.len() {
         return Err(malformed());
     }
     let field = |i: usize| -> Result<&[u8], BackendError> {
@@ -993,7 +1018,8 @@ fn parse_reply(value: Value, limits: &[u64]) -> Result<Outcome, BackendError> {
         };
         decisions.push(decision);
     }
-    Ok(Outcome::new(decisions, allowed))
+    let now = Nanos::new(number(1 + 5 * limits.len())?);
+    Ok(Outcome::new(decisions, allowed).decided_at(now))
 }
 
 impl Backend for RedisBackend {
@@ -1025,6 +1051,16 @@ impl Backend for RedisBackend {
     /// layer connected to it (see [`RedisBackend::settings`]).
     fn store(&self) -> Option<std::sync::Arc<dyn crate::backend::SettingsStore>> {
         Some(self.settings_store())
+    }
+
+    /// Gives back what an acquire at `at` counted, with
+    /// [`Algorithm::refund`](crate::Algorithm::refund) of each limit's
+    /// stored state, in one script call at the instant `at` (on a cluster,
+    /// one per slot, like every other call); keys keep their TTL, and a key
+    /// that does not exist is not created. The answer is what a peek at `at`
+    /// gives afterwards. See [Refund](RedisBackend#refund).
+    fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
+        self.call(set, Mode::Refund, Some(at))
     }
 }
 
