@@ -111,9 +111,21 @@ fn resolution(c: &mut Criterion) {
         .expect("a runtime");
     let mut group = c.benchmark_group("policy_resolution");
     bench(&mut group, &rt, "bare", &app(), "/r0/items/7");
-    bench(&mut group, &rt, "default_only", &table(0, None), "/r0/items/7");
+    bench(
+        &mut group,
+        &rt,
+        "default_only",
+        &table(0, None),
+        "/r0/items/7",
+    );
     bench(&mut group, &rt, "routes_1", &table(1, None), "/r0/items/7");
-    bench(&mut group, &rt, "routes_10", &table(10, None), "/r5/items/7");
+    bench(
+        &mut group,
+        &rt,
+        "routes_10",
+        &table(10, None),
+        "/r5/items/7",
+    );
     let big = table(1000, None);
     bench(&mut group, &rt, "routes_1000", &big, "/r500/items/7");
     bench(&mut group, &rt, "routes_1000_miss", &big, "/elsewhere/7");

@@ -88,8 +88,18 @@ async fn two_servers_share_stacked_levels_all_or_nothing() {
     let server = redis_or_skip!();
     let a = app(layer(&server.url(), None).await);
     let b = app(layer(&server.url(), None).await);
-    assert_eq!(send(&a, req("GET", "/api/search", "192.0.2.1")).await.status(), StatusCode::OK);
-    assert_eq!(send(&b, req("GET", "/api/search", "192.0.2.1")).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&a, req("GET", "/api/search", "192.0.2.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&b, req("GET", "/api/search", "192.0.2.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     for app in [&a, &b, &a] {
         let res = send(app, req("GET", "/api/search", "192.0.2.1")).await;
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -102,24 +112,42 @@ async fn two_servers_share_stacked_levels_all_or_nothing() {
         header(&res, "ratelimit-policy"),
         "\"global\";q=5;w=3600, \"api\";q=3;w=3600"
     );
-    assert_eq!(send(&a, req("GET", "/api/items", "192.0.2.1")).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&a, req("GET", "/api/items", "192.0.2.1"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
 async fn an_override_set_on_one_server_applies_on_the_other_after_a_sync() {
     let server = redis_or_skip!();
-    let (la, lb) = (layer(&server.url(), None).await, layer(&server.url(), None).await);
+    let (la, lb) = (
+        layer(&server.url(), None).await,
+        layer(&server.url(), None).await,
+    );
     let (a, b) = (app(la.clone()), app(lb.clone()));
     let vip = Key::from_ip("192.0.2.2".parse().unwrap());
-    la.overrides().set(vip.clone(), Quota::per_hour(50), None).await.unwrap();
-    assert_eq!(la.overrides().get(&vip), Some(Quota::per_hour(50)), "at once where set");
+    la.overrides()
+        .set(vip.clone(), Quota::per_hour(50), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        la.overrides().get(&vip),
+        Some(Quota::per_hour(50)),
+        "at once where set"
+    );
     assert_eq!(lb.overrides().get(&vip), None, "not before the other syncs");
     lb.sync().await.unwrap();
     assert_eq!(lb.overrides().get(&vip), Some(Quota::per_hour(50)));
     let res = send(&b, req("GET", "/", "192.0.2.2")).await;
     assert_eq!(header(&res, "x-ratelimit-limit"), "50");
     // Per policy, cleared from the other side.
-    la.overrides().set_for("search", vip.clone(), Quota::per_hour(9), None).await.unwrap();
+    la.overrides()
+        .set_for("search", vip.clone(), Quota::per_hour(9), None)
+        .await
+        .unwrap();
     lb.sync().await.unwrap();
     let res = send(&b, req("GET", "/api/search", "192.0.2.2")).await;
     assert!(header(&res, "ratelimit-policy").contains("\"search\";q=9;w=3600"));
@@ -143,7 +171,10 @@ async fn the_background_sync_picks_changes_up_without_being_asked() {
         .build()
         .unwrap();
     let key = Key::from("k");
-    la.overrides().set(key.clone(), Quota::per_hour(7), None).await.unwrap();
+    la.overrides()
+        .set(key.clone(), Quota::per_hour(7), None)
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while lb.overrides().get(&key).is_none() {
         assert!(tokio::time::Instant::now() < deadline, "never synced");
@@ -163,21 +194,42 @@ async fn access_lists_are_shared_through_redis() {
     // A's configured entries reach the store at its first sync.
     la.sync().await.unwrap();
     lb.sync().await.unwrap();
-    assert_eq!(send(&b, req("GET", "/", "203.0.113.7")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&b, req("GET", "/", "203.0.113.7")).await.status(),
+        StatusCode::FORBIDDEN
+    );
     // A runtime change on B: an allow-listed client, seen by A.
-    list_b.allow_net("198.51.100.0/24".parse().unwrap()).await.unwrap();
-    list_b.deny_key(Key::from_ip("192.0.2.66".parse().unwrap())).await.unwrap();
+    list_b
+        .allow_net("198.51.100.0/24".parse().unwrap())
+        .await
+        .unwrap();
+    list_b
+        .deny_key(Key::from_ip("192.0.2.66".parse().unwrap()))
+        .await
+        .unwrap();
     la.sync().await.unwrap();
     for _ in 0..10 {
         let res = send(&a, req("GET", "/", "198.51.100.9")).await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert!(!res.headers().contains_key("ratelimit-policy"), "allowed: unlimited");
+        assert!(
+            !res.headers().contains_key("ratelimit-policy"),
+            "allowed: unlimited"
+        );
     }
-    assert_eq!(send(&a, req("GET", "/", "192.0.2.66")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&a, req("GET", "/", "192.0.2.66")).await.status(),
+        StatusCode::FORBIDDEN
+    );
     // Removal travels too.
-    list_a.remove_net("203.0.113.0/24".parse().unwrap()).await.unwrap();
+    list_a
+        .remove_net("203.0.113.0/24".parse().unwrap())
+        .await
+        .unwrap();
     lb.sync().await.unwrap();
-    assert_eq!(send(&b, req("GET", "/", "203.0.113.7")).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&b, req("GET", "/", "203.0.113.7")).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(list_b.len(), 2, "B holds what the store holds");
 }
 
@@ -191,7 +243,10 @@ async fn a_list_change_the_server_does_not_take_changes_nothing() {
     let e = list.deny_net("203.0.113.0/24".parse().unwrap()).await;
     assert!(e.is_err());
     assert!(list.is_empty(), "not applied locally either");
-    let e = l.overrides().set(Key::from("k"), Quota::per_hour(9), None).await;
+    let e = l
+        .overrides()
+        .set(Key::from("k"), Quota::per_hour(9), None)
+        .await;
     assert!(e.is_err());
     assert!(l.overrides().is_empty());
 }
@@ -212,7 +267,13 @@ async fn count_only_refunds_on_redis() {
         // The refund is one more round trip, made in the background.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(send(&a, login(false)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&a, login(false)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(send(&a, login(true)).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&a, login(true)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
