@@ -316,6 +316,9 @@ impl<K: KeyExtractor> DynExtractor for K {
     }
 }
 
+/// Tier name → its policy, `None` for an unlimited tier.
+pub(crate) type TierPolicies = HashMap<Arc<str>, Option<Arc<Policy>>>;
+
 /// A rule made ready for requests: one [`Policy`] per quota it can yield,
 /// built once.
 pub(crate) struct Level {
@@ -324,8 +327,7 @@ pub(crate) struct Level {
     pub(crate) key: Option<Arc<dyn DynExtractor>>,
     pub(crate) cost: Cost,
     pub(crate) count_only: Option<CountOnly>,
-    /// Tier name → its policy, `None` for an unlimited tier.
-    pub(crate) tiers: Option<(Tiers, HashMap<Arc<str>, Option<Arc<Policy>>>)>,
+    pub(crate) tiers: Option<(Tiers, TierPolicies)>,
     #[cfg(feature = "schedule")]
     pub(crate) schedule: Option<(Schedule, Vec<Arc<Policy>>)>,
 }

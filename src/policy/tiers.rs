@@ -1,6 +1,5 @@
 //! [`Tiers`]: a quota per plan, the plan found in the request.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -121,7 +120,7 @@ impl Tiers {
     pub(crate) fn resolve<'m>(
         &self,
         parts: &Parts,
-        map: &'m HashMap<Arc<str>, Option<Arc<Policy>>>,
+        map: &'m super::rule::TierPolicies,
     ) -> Option<&'m Option<Arc<Policy>>> {
         let mut out = None;
         (self.resolve)(parts, &mut |tier: &str| out = map.get(tier));
