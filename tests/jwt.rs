@@ -874,3 +874,45 @@ async fn a_401_carries_the_bearer_challenge_of_rfc_6750() {
         "Bearer error=\"invalid_token\""
     );
 }
+
+/// A tier from a verified claim: the token's `plan` picks the quota; a
+/// forged token has no tier (the base quota), never the tier it claims.
+#[tokio::test]
+async fn a_jwt_claim_can_pick_the_tier() {
+    use tollgate::policy::{Rule, Tiers};
+    let plan = Bearer::hs256(SECRET).unwrap().claim("plan");
+    let layer = RateLimitLayer::builder()
+        .key(Bearer::hs256(SECRET).unwrap())
+        .policy(
+            Rule::new("api", Quota::per_hour(1))
+                .tiers(Tiers::from_key(plan).tier("pro", Quota::per_hour(3))),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer);
+    let limit = |res: &http::Response<Body>| {
+        res.headers()
+            .get("x-ratelimit-limit")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let pro = hs256(&claims("ann", json!({ "plan": "pro" })));
+    let res = app.clone().oneshot(with_token(&pro)).await.unwrap();
+    assert_eq!(limit(&res).as_deref(), Some("3"));
+    let free = hs256(&claims("bob", json!({ "plan": "free" })));
+    let res = app.clone().oneshot(with_token(&free)).await.unwrap();
+    assert_eq!(limit(&res).as_deref(), Some("1"), "unlisted tier: the base");
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"another secret, also 32 bytes long!"),
+        None,
+        &claims("eve", json!({ "plan": "pro" })),
+    );
+    let res = app.clone().oneshot(with_token(&forged)).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the layer's key rejects it"
+    );
+}

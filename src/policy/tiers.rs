@@ -78,7 +78,9 @@ impl Tiers {
     /// JWT's `plan` claim with `key::Bearer` (feature `jwt`). Anything but a
     /// key (missing, rejected, skipped, not UTF-8) means no tier: the rule
     /// then applies its own quota, and the layer's key decides whether the
-    /// request is answered.
+    /// request is answered. `key::Header` and `key::Query` hash what they
+    /// find (credentials), so they cannot name a tier: use
+    /// [`Tiers::from_fn`] to read a plain header.
     pub fn from_key<K: KeyExtractor>(extractor: K) -> Self {
         Tiers::with(Arc::new(
             move |parts: &Parts, found: &mut dyn FnMut(&str)| {
