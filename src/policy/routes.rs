@@ -254,21 +254,18 @@ fn walk(
     }
     // One or more segments below this node: wildcard routes and
     // exemptions, less specific than anything found deeper.
-    for e in &node.prefix {
-        if !method_matches(&e.method, method) {
-            continue;
-        }
-        match e.kind {
-            Kind::Exempt => out.exempt = true,
-            Kind::Route if out.route.is_none() => out.route = Some(e.level),
-            _ => {}
-        }
-    }
+    apply(&node.prefix, method, out);
 }
 
 /// The path ends at `node`: its exact entries apply.
 fn visit_end(node: &Node, method: &Method, out: &mut Matched) {
-    for e in &node.exact {
+    apply(&node.exact, method, out);
+}
+
+/// Routes and exemptions among `entries` that match `method`: the first
+/// route found is kept (the most specific), any exemption exempts.
+fn apply(entries: &[Entry], method: &Method, out: &mut Matched) {
+    for e in entries {
         if !method_matches(&e.method, method) {
             continue;
         }
