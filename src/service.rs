@@ -643,7 +643,7 @@ where
                             refund.settle(&head);
                             res = Response::from_parts(head, body);
                         }
-                        headers::write(res.headers_mut(), checked.headers, &checked.items(), false);
+                        checked.write_headers(res.headers_mut());
                     }
                     return Poll::Ready(Ok(res));
                 }

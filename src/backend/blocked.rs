@@ -87,28 +87,28 @@ struct Entry {
     limits: SmallVec<[u64; 2]>,
 }
 
+/// Records that the set `fp` holds each of `limits`.
+fn index(by_limit: &mut HashMap<u64, SmallVec<[u64; 1]>>, fp: u64, limits: &[u64]) {
+    for &l in limits {
+        let sets = by_limit.entry(l).or_default();
+        if !sets.contains(&fp) {
+            sets.push(fp);
+        }
+    }
+}
+
 impl Entries {
     fn len(&self) -> usize {
         self.by_set.len()
     }
 
     fn insert(&mut self, fp: u64, entry: Entry) {
-        for &l in &entry.limits {
-            let sets = self.by_limit.entry(l).or_default();
-            if !sets.contains(&fp) {
-                sets.push(fp);
-            }
-        }
+        index(&mut self.by_limit, fp, &entry.limits);
         self.by_set.insert(fp, entry);
         if self.by_limit.len() > 2 * self.by_set.len() + 16 {
             self.by_limit.clear();
             for (&fp, e) in &self.by_set {
-                for &l in &e.limits {
-                    let sets = self.by_limit.entry(l).or_default();
-                    if !sets.contains(&fp) {
-                        sets.push(fp);
-                    }
-                }
+                index(&mut self.by_limit, fp, &e.limits);
             }
         }
     }

@@ -131,8 +131,7 @@ impl Overrides {
         let entry = self.entry(policy, quota, expires_at)?;
         let value = encode_value(&quota, expires_at);
         sync::write(self, &field(policy, &key), Some(&value)).await?;
-        self.write().insert((entry.policy.id(), key), entry);
-        self.recount();
+        self.edit(|map| map.insert((entry.policy.id(), key), entry));
         Ok(())
     }
 
@@ -148,9 +147,8 @@ impl Overrides {
     pub async fn clear_for(&self, policy: &str, key: &Key) -> Result<bool, OverrideError> {
         let base = self.base(policy)?;
         sync::write(self, &field(policy, key), None).await?;
-        let removed = self.write().remove(&(base.id(), key.clone())).is_some();
-        self.recount();
-        Ok(removed)
+        let removed = self.edit(|map| map.remove(&(base.id(), key.clone())));
+        Ok(removed.is_some())
     }
 
     /// `key`'s overriding quota under the default policy, if one is in
@@ -216,16 +214,16 @@ impl Overrides {
         })
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(u64, Key), Entry>> {
-        self.inner
+    /// Changes the entries under one write lock, keeping `count` in step.
+    fn edit<R>(&self, change: impl FnOnce(&mut HashMap<(u64, Key), Entry>) -> R) -> R {
+        let mut entries = self
+            .inner
             .entries
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn recount(&self) {
-        let len = self.write().len();
-        self.inner.count.store(len, Ordering::Relaxed);
+            .unwrap_or_else(PoisonError::into_inner);
+        let out = change(&mut entries);
+        self.inner.count.store(entries.len(), Ordering::Relaxed);
+        out
     }
 }
 
@@ -251,9 +249,7 @@ impl Mirror for Overrides {
                 ),
             }
         }
-        let len = map.len();
-        *self.write() = map;
-        self.inner.count.store(len, Ordering::Relaxed);
+        self.edit(|entries| *entries = map);
     }
 }
 

@@ -91,16 +91,11 @@ impl Resolver {
             let Some(level) = &self.default else {
                 return Resolution::Unlimited;
             };
-            let key = match layer_key(extractor, parts) {
+            let key = match layer_key(extractor, access, parts) {
                 Ok(Some(key)) => key,
                 Ok(None) => return Resolution::Unlimited,
-                Err(problem) => return Resolution::Answer(problem),
+                Err(settled) => return settled.into(),
             };
-            match access.map_or(Access::Limit, |a| a.check_key(&key)) {
-                Access::Deny => return Resolution::Answer(super::access::forbidden()),
-                Access::Allow => return Resolution::Unlimited,
-                Access::Limit => {}
-            }
             let policy = self
                 .overrides
                 .lookup(level.base.id(), &key)
@@ -122,25 +117,21 @@ impl Resolver {
         let mut shared_key = LayerKey::NotYet;
         for level in levels {
             let key = match &level.key {
-                Some(own) => match own_key(&**own, parts) {
-                    Ok(Some(key)) => key,
+                Some(own) => match key_of(&**own, parts) {
+                    Ok(Some(key)) => match listed(access, &key) {
+                        Access::Deny => return Resolution::Answer(super::access::forbidden()),
+                        Access::Allow => continue,
+                        Access::Limit => key,
+                    },
                     Ok(None) => continue,
                     Err(problem) => return Resolution::Answer(problem),
                 },
                 None => {
                     if let LayerKey::NotYet = shared_key {
-                        shared_key = match layer_key(extractor, parts) {
-                            Ok(Some(key)) => {
-                                match access.map_or(Access::Limit, |a| a.check_key(&key)) {
-                                    Access::Deny => {
-                                        return Resolution::Answer(super::access::forbidden())
-                                    }
-                                    Access::Allow => return Resolution::Unlimited,
-                                    Access::Limit => LayerKey::Found(key),
-                                }
-                            }
+                        shared_key = match layer_key(extractor, access, parts) {
+                            Ok(Some(key)) => LayerKey::Found(key),
                             Ok(None) => LayerKey::Absent,
-                            Err(problem) => return Resolution::Answer(problem),
+                            Err(settled) => return settled.into(),
                         };
                     }
                     match &shared_key {
@@ -149,13 +140,6 @@ impl Resolver {
                     }
                 }
             };
-            if level.key.is_some() {
-                match access.map_or(Access::Limit, |a| a.check_key(&key)) {
-                    Access::Deny => return Resolution::Answer(super::access::forbidden()),
-                    Access::Allow => continue,
-                    Access::Limit => {}
-                }
-            }
             let policy = match self.overrides.lookup(level.base.id(), &key) {
                 Some(policy) => policy,
                 None => match level.policy_for(parts) {
@@ -177,20 +161,55 @@ impl Resolver {
     }
 }
 
-/// The layer's key: `Ok(None)` when its levels should be left out.
-fn layer_key<K: KeyExtractor>(extractor: &K, parts: &Parts) -> Result<Option<Key>, Problem> {
-    found(extractor.extract(parts), extractor.on_missing())
+/// The layer's key, checked against the key lists: `Ok(None)` when its
+/// levels are left out; `Err` when the request is settled here (a key
+/// problem or a denied key answers it, an allowed key passes it unlimited).
+fn layer_key<K: KeyExtractor>(
+    extractor: &K,
+    access: Option<&AccessList>,
+    parts: &Parts,
+) -> Result<Option<Key>, Settled> {
+    match key_of(extractor, parts) {
+        Ok(Some(key)) => match listed(access, &key) {
+            Access::Deny => Err(Settled::Answer(super::access::forbidden())),
+            Access::Allow => Err(Settled::Unlimited),
+            Access::Limit => Ok(Some(key)),
+        },
+        Ok(None) => Ok(None),
+        Err(problem) => Err(Settled::Answer(problem)),
+    }
 }
 
-fn own_key(extractor: &dyn super::DynExtractor, parts: &Parts) -> Result<Option<Key>, Problem> {
-    found(extractor.extract(parts), extractor.on_missing())
+/// A request settled by its key before any limit.
+enum Settled {
+    Answer(Problem),
+    Unlimited,
 }
 
-fn found(extracted: Extracted, on_missing: OnMissing) -> Result<Option<Key>, Problem> {
-    match extracted {
+impl From<Settled> for Resolution {
+    fn from(settled: Settled) -> Self {
+        match settled {
+            Settled::Answer(problem) => Resolution::Answer(problem),
+            Settled::Unlimited => Resolution::Unlimited,
+        }
+    }
+}
+
+/// What the key lists (if any) say of `key`.
+fn listed(access: Option<&AccessList>, key: &Key) -> Access {
+    access.map_or(Access::Limit, |a| a.check_key(key))
+}
+
+/// An extractor's key: `Ok(None)` when it skips (or misses with
+/// `OnMissing::Skip`), `Err` with the problem that answers the request.
+fn key_of<E: super::DynExtractor + ?Sized>(
+    extractor: &E,
+    parts: &Parts,
+) -> Result<Option<Key>, Problem> {
+    match extractor.extract(parts) {
         Extracted::Key(key) => Ok(Some(key)),
         Extracted::Skip => Ok(None),
-        Extracted::Missing(_) if on_missing == OnMissing::Skip => Ok(None),
+        Extracted::Missing(_) if extractor.on_missing() == OnMissing::Skip => Ok(None),
         Extracted::Reject(problem) | Extracted::Missing(problem) => {
             tracing::debug!(
                 status = problem.status().as_u16(),
