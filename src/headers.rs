@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use http::HeaderMap;
@@ -155,12 +156,21 @@ pub(crate) fn write(
         return;
     };
     let remaining = |d: &Decision| if d.allowed { d.remaining } else { 0 };
-    // One growth of the map instead of one per insert (the map keeps a
-    // quarter of its slots free, so ask for more than the five we add).
-    headers.reserve(8);
+    // At most one growth of the map instead of one per insert, and none
+    // when what is added fits (a growth reallocates and rehashes).
+    let adding = match config.style {
+        HeaderStyle::Both => 5,
+        HeaderStyle::Legacy => 3,
+        HeaderStyle::Draft6 => 4,
+        HeaderStyle::Ietf | HeaderStyle::Draft7 => 2,
+        HeaderStyle::None => 0,
+    } + if denied { 2 } else { 0 };
+    if adding > 0 {
+        headers.reserve(adding);
+    }
     match config.style {
         HeaderStyle::Both | HeaderStyle::Legacy => {
-            headers.insert(X_RATELIMIT_LIMIT.clone(), number(policy.quota().limit()));
+            headers.insert(X_RATELIMIT_LIMIT.clone(), policy.limit_header_value().clone());
             headers.insert(X_RATELIMIT_REMAINING.clone(), number(remaining(decision)));
             let reset = decision.reset_after.as_secs_ceil();
             let reset = match config.reset {
@@ -180,11 +190,10 @@ pub(crate) fn write(
             if let Some(v) = policy_value {
                 headers.insert(RATELIMIT_POLICY.clone(), v);
             }
-            // Built by hand: `format!` costs more than the rest of this
-            // function together.
-            // Room for the names and two 20-digit numbers each: no regrowth.
-            let room: usize = items.iter().map(|(p, _)| p.name().len() + 52).sum();
-            let mut value = Vec::with_capacity(room);
+            // Built by hand on the stack (`format!` costs more than the
+            // rest of this function together), then copied once into the
+            // header value.
+            let mut value: SmallVec<[u8; 128]> = SmallVec::new();
             for (i, (p, d)) in items.iter().enumerate() {
                 if i > 0 {
                     value.extend_from_slice(b", ");
@@ -196,8 +205,7 @@ pub(crate) fn write(
                 value.extend_from_slice(b";t=");
                 push_number(&mut value, d.reset_after.as_secs_ceil());
             }
-            // `from_maybe_shared` takes the buffer without copying it.
-            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+            if let Ok(v) = HeaderValue::from_bytes(&value) {
                 headers.insert(RATELIMIT.clone(), v);
             }
         }
@@ -265,13 +273,19 @@ fn number(n: u64) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from(n))
 }
 
-/// Appends the decimal digits of `n`.
-fn push_number(out: &mut Vec<u8>, n: u64) {
-    if (n as usize) < SMALL_NUMBERS {
-        out.extend_from_slice(number(n).as_bytes());
-    } else {
-        out.extend_from_slice(n.to_string().as_bytes());
+/// Appends the decimal digits of `n`, without allocating.
+fn push_number(out: &mut SmallVec<[u8; 128]>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.

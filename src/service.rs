@@ -65,10 +65,10 @@ impl<S, K, B> RateLimit<S, K, B> {
 }
 
 /// The outcome of a check, kept until the inner response arrives so its
-/// headers can be written.
+/// headers can be written: only what the headers need (each policy with
+/// its decision), because the response future carries it and moves it.
 pub(crate) struct Checked {
-    policies: SmallVec<[Arc<Policy>; 2]>,
-    outcome: Outcome,
+    items: SmallVec<[(Arc<Policy>, Decision); 1]>,
     headers: headers::HeaderConfig,
     /// Limits that count only some responses, judged once the response
     /// head is there.
@@ -76,21 +76,34 @@ pub(crate) struct Checked {
 }
 
 impl Checked {
-    fn new(set: LimitSet, outcome: Outcome, headers: headers::HeaderConfig) -> Self {
+    fn new(
+        set: LimitSet,
+        outcome: &Outcome,
+        headers: headers::HeaderConfig,
+        refund: Option<Box<Refund>>,
+    ) -> Self {
+        let mut items = SmallVec::new();
+        for (limit, decision) in set.into_limits().zip(outcome.decisions()) {
+            items.push((limit.policy, *decision));
+        }
         Checked {
-            policies: set.into_policies(),
-            outcome,
+            items,
             headers,
-            refund: None,
+            refund,
         }
     }
 
     fn items(&self) -> SmallVec<[(&Policy, &Decision); 2]> {
-        self.policies
+        self.items.iter().map(|(p, d)| (&**p, d)).collect()
+    }
+
+    /// The longest delay a queueing limit asks for.
+    fn max_delay(&self) -> Nanos {
+        self.items
             .iter()
-            .map(|p| &**p)
-            .zip(self.outcome.decisions())
-            .collect()
+            .map(|(_, d)| d.delay)
+            .max()
+            .unwrap_or(Nanos::ZERO)
     }
 }
 
@@ -144,7 +157,7 @@ where
                 let result =
                     result.unwrap_or_else(|| Err(BackendError::Unavailable("no answer".into())));
                 let _entered = (!span.is_none()).then(|| span.enter());
-                match decide(&self.shared, result, set, counts_only) {
+                match decide(&self.shared, result, set, counts_only, &span) {
                     Verdict::Pass(checked, delay) => {
                         drop(_entered);
                         if delay > crate::Nanos::ZERO {
@@ -191,6 +204,9 @@ where
 impl Checked {
     /// Adds the rate-limit headers of this check to `headers`.
     pub(crate) fn write_headers(&self, headers: &mut http::HeaderMap) {
+        if self.headers.style == headers::HeaderStyle::None {
+            return;
+        }
         headers::write(headers, self.headers, &self.items(), false);
     }
 }
@@ -213,7 +229,7 @@ pub(crate) async fn check_head<K: KeyExtractor, B: Backend>(
         Resolution::Answer(problem) => return Err(problem.to_response()),
     };
     let result = shared.backend.acquire(&set).await;
-    match decide(shared, result, set, CountsOnly::new()) {
+    match decide(shared, result, set, CountsOnly::new(), &tracing::Span::none()) {
         Verdict::Pass(checked, delay) => {
             if delay > Nanos::ZERO {
                 tokio::time::sleep(delay.into()).await;
@@ -348,16 +364,6 @@ fn plan_refund<K: KeyExtractor, B: Backend>(
     }))
 }
 
-fn max_delay(checked: &Checked) -> crate::Nanos {
-    checked
-        .outcome
-        .decisions()
-        .iter()
-        .map(|d| d.delay)
-        .max()
-        .unwrap_or(crate::Nanos::ZERO)
-}
-
 /// What to do with a checked request.
 enum Verdict {
     /// Call the inner service (after `delay`, for a queueing leaky
@@ -369,11 +375,14 @@ enum Verdict {
 
 /// Turns a backend result into a verdict: headers, shadow mode, 429s and
 /// the fail mode all live here, shared by the ready and the pending paths.
+/// The outcome is recorded on `span` (handed in: looking up the current
+/// span costs a dispatcher lookup on every request, span or not).
 fn decide<K: KeyExtractor, B: Backend>(
     shared: &Arc<Shared<K, B>>,
     result: Result<Outcome, BackendError>,
     set: LimitSet,
     counts_only: CountsOnly,
+    span: &tracing::Span,
 ) -> Verdict {
     let outcome = match result {
         Ok(outcome) => {
@@ -382,7 +391,7 @@ fn decide<K: KeyExtractor, B: Backend>(
         }
         Err(error) => {
             shared.warn_backend_once(&error);
-            tracing::Span::current().record("outcome", "backend_error");
+            span.record("outcome", "backend_error");
             return match shared.fail_mode {
                 FailMode::Open => Verdict::Pass(None, crate::Nanos::ZERO),
                 FailMode::Closed => Verdict::Answer(
@@ -396,20 +405,20 @@ fn decide<K: KeyExtractor, B: Backend>(
             };
         }
     };
+    let allowed = outcome.allowed();
     let any_denied = outcome.decisions().iter().any(|d| !d.allowed);
-    if any_denied && (shared.shadow || outcome.allowed()) {
+    if any_denied && (shared.shadow || allowed) {
         report_shadow(&set, &outcome);
     }
-    let refund = if outcome.allowed() {
+    let refund = if allowed {
         plan_refund(shared, &set, &outcome, counts_only)
     } else {
         None
     };
-    let mut checked = Checked::new(set, outcome, shared.headers);
-    checked.refund = refund;
-    if checked.outcome.allowed() && !shared.shadow {
+    let checked = Checked::new(set, &outcome, shared.headers, refund);
+    if allowed && !shared.shadow {
         let shadow_denied = any_denied;
-        tracing::Span::current().record(
+        span.record(
             "outcome",
             if shadow_denied {
                 "shadow_denied"
@@ -417,23 +426,21 @@ fn decide<K: KeyExtractor, B: Backend>(
                 "allowed"
             },
         );
-        let delay = max_delay(&checked);
+        let delay = checked.max_delay();
         return Verdict::Pass(Some(checked), delay);
     }
     if shared.shadow {
-        let denied = !checked.outcome.allowed();
-        tracing::Span::current()
-            .record("outcome", if denied { "shadow_denied" } else { "allowed" });
+        let denied = !allowed;
+        span.record("outcome", if denied { "shadow_denied" } else { "allowed" });
         // Shadow mode neither blocks nor holds a request back.
         return Verdict::Pass(shared.shadow_headers.then_some(checked), crate::Nanos::ZERO);
     }
-    tracing::Span::current().record("outcome", "denied");
+    span.record("outcome", "denied");
     let items = checked.items();
     let denied = RateLimited {
         violated: checked
-            .policies
+            .items
             .iter()
-            .zip(checked.outcome.decisions())
             .filter(|(p, d)| !d.allowed && !p.is_shadow())
             .map(|(p, d)| (p.clone(), *d))
             .collect(),
@@ -501,6 +508,7 @@ trait Decider: Send + Sync {
         result: Result<Outcome, BackendError>,
         set: LimitSet,
         counts_only: CountsOnly,
+        span: &tracing::Span,
     ) -> Verdict;
 }
 
@@ -510,8 +518,9 @@ impl<K: KeyExtractor, B: Backend> Decider for Shared<K, B> {
         result: Result<Outcome, BackendError>,
         set: LimitSet,
         counts_only: CountsOnly,
+        span: &tracing::Span,
     ) -> Verdict {
-        decide(&self, result, set, counts_only)
+        decide(&self, result, set, counts_only, span)
     }
 }
 
@@ -609,7 +618,7 @@ where
                     else {
                         return Poll::Ready(Ok(internal_error()));
                     };
-                    match shared.clone().decide(result, set, counts_only) {
+                    match shared.clone().decide(result, set, counts_only, this.span) {
                         Verdict::Pass(checked, delay) => {
                             if delay > crate::Nanos::ZERO {
                                 this.state.set(State::Delaying {

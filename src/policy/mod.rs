@@ -68,6 +68,8 @@ pub struct Policy {
     ietf_item: Arc<str>,
     /// `ietf_item` as a header value: a single-policy `RateLimit-Policy`.
     ietf_value: Option<HeaderValue>,
+    /// The quota's limit as a header value (`X-RateLimit-Limit`), made once.
+    limit_value: HeaderValue,
 }
 
 impl Policy {
@@ -77,6 +79,7 @@ impl Policy {
         Policy {
             id: Key::from_bytes(name.as_bytes()).stable_hash(),
             ietf_value: None,
+            limit_value: HeaderValue::from(quota.limit()),
             ietf_item: Arc::from(""),
             name,
             quota,
@@ -92,6 +95,7 @@ impl Policy {
     fn with_item(mut self) -> Self {
         let item = ietf_item(&self.name, &self.quota, self.unit);
         self.ietf_value = HeaderValue::from_str(&item).ok();
+        self.limit_value = HeaderValue::from(self.quota.limit());
         self.ietf_item = item;
         self
     }
@@ -173,6 +177,11 @@ impl Policy {
     /// be one, which [`Policy::validate`] rejects).
     pub fn ietf_header_value(&self) -> Option<&HeaderValue> {
         self.ietf_value.as_ref()
+    }
+
+    /// The quota's limit as a header value: `X-RateLimit-Limit`.
+    pub fn limit_header_value(&self) -> &HeaderValue {
+        &self.limit_value
     }
 
     /// Checks the quota, the algorithm's constraints and the name.
@@ -306,6 +315,11 @@ impl LimitSet {
             out.push(limit.policy);
         }
         out
+    }
+
+    /// The limits, by value.
+    pub(crate) fn into_limits(self) -> impl Iterator<Item = Limit> {
+        self.limits.into_iter()
     }
 
     /// How many limits.
