@@ -20,6 +20,10 @@
 //!   tollgate is also measured with `HeaderStyle::Legacy` (`X-RateLimit-*`
 //!   only, like tower_governor's `.use_headers()`) and `HeaderStyle::None`
 //!   (like tower_governor's default), to compare like with like.
+//!   Two reference layers that limit nothing give the floors: `noop_layer`
+//!   (what axum charges any layer) and `five_static_headers` (a layer that
+//!   only inserts the five headers of `HeaderStyle::Both` with constant
+//!   values: the least any limiter emitting both header sets can cost).
 //! - `deny_path`: each limiter at one request per hour, its one request
 //!   spent before measuring, so every measured request is answered 429:
 //!   the cost of one rejection (tollgate answers problem+json).
@@ -132,6 +136,34 @@ fn bench_router(
     }
 }
 
+/// A layer that does nothing: what axum charges any layer (it re-wraps a
+/// layered handler on every request and boxes its future).
+fn noop_layer() -> Router {
+    app().layer(tower::util::MapRequestLayer::new(|req: Request<Body>| req))
+}
+
+/// A layer that only writes the five headers of `HeaderStyle::Both`, with
+/// constant values (no formatting, no allocation, no rate limiting): the
+/// floor for any limiter that emits both header sets through `HeaderMap`.
+fn five_static_headers() -> Router {
+    use tollgate::headers::{
+        RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    };
+    app().layer(tower::util::MapResponseLayer::new(
+        |mut res: http::Response<Body>| {
+            let headers = res.headers_mut();
+            headers.reserve(5);
+            let value = http::HeaderValue::from_static;
+            headers.insert(&X_RATELIMIT_LIMIT, value("100"));
+            headers.insert(&X_RATELIMIT_REMAINING, value("99"));
+            headers.insert(&X_RATELIMIT_RESET, value("1"));
+            headers.insert(&RATELIMIT_POLICY, value("\"default\";q=100;w=60"));
+            headers.insert(&RATELIMIT, value("\"default\";r=99;t=1"));
+            res
+        },
+    ))
+}
+
 /// tollgate with every default but the quota.
 fn tollgate(quota: tollgate::Quota) -> Router {
     app().layer(tollgate::RateLimitLayer::new(quota))
@@ -191,6 +223,9 @@ fn allow_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("allow_path");
 
     bench_router(&mut group, &rt, "bare", &app(), peer, ok);
+    bench_router(&mut group, &rt, "noop_layer", &noop_layer(), peer, ok);
+    let router = five_static_headers();
+    bench_router(&mut group, &rt, "five_static_headers", &router, peer, ok);
     let quota = tollgate::Quota::new(u64::from(ALLOW_PER_SECOND), Duration::from_secs(1));
     bench_router(&mut group, &rt, "tollgate", &tollgate(quota), peer, ok);
     let router = tollgate_styled(quota, tollgate::HeaderStyle::Legacy);

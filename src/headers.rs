@@ -166,18 +166,27 @@ pub(crate) fn write(
         HeaderStyle::None => 0,
     } + if denied { 2 } else { 0 };
     if adding > 0 {
-        headers.reserve(adding);
+        // A map at its maximum size gets what still fits (nothing).
+        let _ = headers.try_reserve(adding);
     }
     match config.style {
         HeaderStyle::Both | HeaderStyle::Legacy => {
-            headers.insert(X_RATELIMIT_LIMIT.clone(), policy.limit_header_value().clone());
-            headers.insert(X_RATELIMIT_REMAINING.clone(), number(remaining(decision)));
+            put(
+                headers,
+                X_RATELIMIT_LIMIT.clone(),
+                policy.limit_header_value().clone(),
+            );
+            put(
+                headers,
+                X_RATELIMIT_REMAINING.clone(),
+                number(remaining(decision)),
+            );
             let reset = decision.reset_after.as_secs_ceil();
             let reset = match config.reset {
                 ResetFormat::DelaySeconds => reset,
                 ResetFormat::EpochSeconds => epoch_secs_ceil(decision.reset_after),
             };
-            headers.insert(X_RATELIMIT_RESET.clone(), number(reset));
+            put(headers, X_RATELIMIT_RESET.clone(), number(reset));
         }
         _ => {}
     }
@@ -188,7 +197,7 @@ pub(crate) fn write(
                 _ => HeaderValue::try_from(join(items.iter().map(|(p, _)| p.ietf_item()))).ok(),
             };
             if let Some(v) = policy_value {
-                headers.insert(RATELIMIT_POLICY.clone(), v);
+                put(headers, RATELIMIT_POLICY.clone(), v);
             }
             // Built by hand on the stack (`format!` costs more than the
             // rest of this function together), then copied once into the
@@ -206,18 +215,27 @@ pub(crate) fn write(
                 push_number(&mut value, d.reset_after.as_secs_ceil());
             }
             if let Ok(v) = HeaderValue::from_bytes(&value) {
-                headers.insert(RATELIMIT.clone(), v);
+                put(headers, RATELIMIT.clone(), v);
             }
         }
         HeaderStyle::Draft6 => {
-            headers.insert(RATELIMIT_LIMIT.clone(), number(policy.quota().limit()));
-            headers.insert(RATELIMIT_REMAINING.clone(), number(remaining(decision)));
-            headers.insert(
+            put(
+                headers,
+                RATELIMIT_LIMIT.clone(),
+                number(policy.quota().limit()),
+            );
+            put(
+                headers,
+                RATELIMIT_REMAINING.clone(),
+                number(remaining(decision)),
+            );
+            put(
+                headers,
                 RATELIMIT_RESET.clone(),
                 number(decision.reset_after.as_secs_ceil()),
             );
             if let Ok(v) = HeaderValue::from_str(&old_policy(policy)) {
-                headers.insert(RATELIMIT_POLICY.clone(), v);
+                put(headers, RATELIMIT_POLICY.clone(), v);
             }
         }
         HeaderStyle::Draft7 => {
@@ -228,16 +246,26 @@ pub(crate) fn write(
                 decision.reset_after.as_secs_ceil()
             );
             if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(RATELIMIT.clone(), v);
+                put(headers, RATELIMIT.clone(), v);
             }
             if let Ok(v) = HeaderValue::from_str(&old_policy(policy)) {
-                headers.insert(RATELIMIT_POLICY.clone(), v);
+                put(headers, RATELIMIT_POLICY.clone(), v);
             }
         }
         _ => {}
     }
     if denied {
         write_denial(headers, items);
+    }
+}
+
+/// Inserts `value` under `name`, replacing any value of that name. A map
+/// already at `HeaderMap`'s maximum size (32,768 entries) is left as it is:
+/// a response that full loses its rate-limit headers rather than panicking
+/// (`HeaderMap::insert` would).
+fn put(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    if headers.try_insert(name, value).is_err() {
+        tracing::debug!("tollgate: response header map full; rate-limit header left out");
     }
 }
 
@@ -291,9 +319,9 @@ fn push_number(out: &mut SmallVec<[u8; 128]>, mut n: u64) {
 /// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.
 pub(crate) fn write_denial(headers: &mut HeaderMap, items: &[(&Policy, &Decision)]) {
     if let Some(wait) = retry_after(items.iter().map(|(_, d)| *d)) {
-        headers.insert(RETRY_AFTER, number(wait.as_secs_ceil()));
+        put(headers, RETRY_AFTER, number(wait.as_secs_ceil()));
     }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    put(headers, CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// The wait before a denied request could pass: the longest wait of the
@@ -347,6 +375,32 @@ mod tests {
                 retry_ms.map(Nanos::from_millis),
             )
         }
+    }
+
+    #[test]
+    fn a_header_map_at_its_maximum_size_is_left_alone_not_a_panic() {
+        let mut h = HeaderMap::new();
+        for i in 0.. {
+            let name = HeaderName::from_bytes(format!("h{i}").as_bytes()).unwrap();
+            if h.try_insert(name, HeaderValue::from_static("x")).is_err() {
+                break;
+            }
+        }
+        let full = h.len();
+        let p = Policy::new("default", Quota::per_minute(10));
+        let d = decision(false, 0, 6_000, Some(6_000));
+        for style in [HeaderStyle::Both, HeaderStyle::Draft6, HeaderStyle::Draft7] {
+            let config = HeaderConfig {
+                style,
+                ..HeaderConfig::default()
+            };
+            write(&mut h, config, &[(&p, &d)], true);
+            assert_eq!(h.len(), full, "{style:?}");
+        }
+        // A map with room for some gets those.
+        let mut roomy = HeaderMap::new();
+        write(&mut roomy, HeaderConfig::default(), &[(&p, &d)], true);
+        assert_eq!(roomy.len(), 7);
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl Checked {
         refund: Option<Box<Refund>>,
     ) -> Self {
         let mut items = SmallVec::new();
-        for (limit, decision) in set.into_limits().zip(outcome.decisions()) {
+        let mut set = set;
+        for (limit, decision) in set.drain_limits().zip(outcome.decisions()) {
             items.push((limit.policy, *decision));
         }
         Checked {
@@ -229,7 +230,13 @@ pub(crate) async fn check_head<K: KeyExtractor, B: Backend>(
         Resolution::Answer(problem) => return Err(problem.to_response()),
     };
     let result = shared.backend.acquire(&set).await;
-    match decide(shared, result, set, CountsOnly::new(), &tracing::Span::none()) {
+    match decide(
+        shared,
+        result,
+        set,
+        CountsOnly::new(),
+        &tracing::Span::none(),
+    ) {
         Verdict::Pass(checked, delay) => {
             if delay > Nanos::ZERO {
                 tokio::time::sleep(delay.into()).await;
@@ -458,8 +465,10 @@ fn decide<K: KeyExtractor, B: Backend>(
     let mut extra = http::HeaderMap::new();
     headers::write(&mut extra, shared.headers, &items, true);
     for (name, value) in extra {
-        if let Some(name) = name {
-            res.headers_mut().entry(name).or_insert(value);
+        // `try_entry` fails only on a map at its maximum size: the
+        // header is left out rather than panicking.
+        if let Some(Ok(entry)) = name.map(|name| res.headers_mut().try_entry(name)) {
+            let _ = entry.or_try_insert(value);
         }
     }
     Verdict::Answer(res)

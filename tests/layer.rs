@@ -315,6 +315,51 @@ async fn a_custom_rejection_keeps_retry_after_and_the_headers() {
     assert_eq!(&body[..], b"busy: default");
 }
 
+/// A response whose header map holds as many entries as `HeaderMap` allows.
+fn with_a_full_header_map<B>(mut res: Response<B>) -> Response<B> {
+    for i in 0.. {
+        let name = http::HeaderName::from_bytes(format!("h{i}").as_bytes()).unwrap();
+        if res
+            .headers_mut()
+            .try_insert(name, HeaderValue::from_static("x"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    res
+}
+
+/// A response whose header map is full leaves the layer without the
+/// rate-limit headers (which no longer fit) instead of panicking. Through a
+/// bare tower service: axum itself panics on such a response when it adds
+/// `content-length`.
+#[tokio::test]
+async fn a_response_with_a_full_header_map_passes_without_rate_limit_headers() {
+    use tower::Layer;
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_minute(1))
+        .on_rejected(|_| with_a_full_header_map(Response::new(Bytes::from_static(b"busy"))))
+        .build()
+        .unwrap();
+    let inner = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(with_a_full_header_map(Response::new(Body::from("hello"))))
+    });
+    let svc = layer.layer(inner);
+    let res = svc.clone().oneshot(from("192.0.2.9")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("x-ratelimit-limit").is_none());
+    let res = svc.clone().oneshot(from("192.0.2.9")).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the custom rejection's status"
+    );
+    assert!(res.headers().get("retry-after").is_none());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"busy");
+}
+
 #[test]
 fn a_zero_quota_is_a_configuration_error_at_build() {
     let err = RateLimitLayer::builder()

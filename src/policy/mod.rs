@@ -317,9 +317,10 @@ impl LimitSet {
         out
     }
 
-    /// The limits, by value.
-    pub(crate) fn into_limits(self) -> impl Iterator<Item = Limit> {
-        self.limits.into_iter()
+    /// Takes the limits out, by value (draining moves only the limits, not
+    /// the whole set as `into_iter` would).
+    pub(crate) fn drain_limits(&mut self) -> impl Iterator<Item = Limit> + '_ {
+        self.limits.drain(..)
     }
 
     /// How many limits.
