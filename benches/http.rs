@@ -21,7 +21,9 @@
 //!   only, like tower_governor's `.use_headers()`) and `HeaderStyle::None`
 //!   (like tower_governor's default), to compare like with like.
 //!   Two reference layers that limit nothing give the floors: `noop_layer`
-//!   (what axum charges any layer) and `five_static_headers` (a layer that
+//!   (what axum charges any layer), `body_mapping_layer` (a layer that
+//!   only changes the body's type, which axum then boxes, as it boxes
+//!   tollgate's `ResponseBody`) and `five_static_headers` (a layer that
 //!   only inserts the five headers of `HeaderStyle::Both` with constant
 //!   values: the least any limiter emitting both header sets can cost).
 //! - `deny_path`: each limiter at one request per hour, its one request
@@ -142,6 +144,14 @@ fn noop_layer() -> Router {
     app().layer(tower::util::MapRequestLayer::new(|req: Request<Body>| req))
 }
 
+/// A layer that only changes the response body's type (as any limiter
+/// that can answer with its own body must): axum then boxes the body.
+fn body_mapping_layer() -> Router {
+    app().layer(tower::util::MapResponseLayer::new(
+        |res: http::Response<Body>| res.map(|body| body.map_err(axum::Error::new)),
+    ))
+}
+
 /// A layer that only writes the five headers of `HeaderStyle::Both`, with
 /// constant values (no formatting, no allocation, no rate limiting): the
 /// floor for any limiter that emits both header sets through `HeaderMap`.
@@ -224,6 +234,8 @@ fn allow_path(c: &mut Criterion) {
 
     bench_router(&mut group, &rt, "bare", &app(), peer, ok);
     bench_router(&mut group, &rt, "noop_layer", &noop_layer(), peer, ok);
+    let router = body_mapping_layer();
+    bench_router(&mut group, &rt, "body_mapping_layer", &router, peer, ok);
     let router = five_static_headers();
     bench_router(&mut group, &rt, "five_static_headers", &router, peer, ok);
     let quota = tollgate::Quota::new(u64::from(ALLOW_PER_SECOND), Duration::from_secs(1));

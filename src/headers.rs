@@ -275,7 +275,7 @@ const SMALL_NUMBERS: usize = 4096;
 /// A header value for `n`: for the small numbers headers carry almost
 /// always, a clone of a value over static bytes (no allocation, no atomic
 /// reference count shared between threads).
-fn number(n: u64) -> HeaderValue {
+pub(crate) fn number(n: u64) -> HeaderValue {
     static DIGITS: OnceLock<String> = OnceLock::new();
     static SMALL: OnceLock<Vec<HeaderValue>> = OnceLock::new();
     let Some(i) = usize::try_from(n).ok().filter(|i| *i < SMALL_NUMBERS) else {

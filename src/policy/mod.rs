@@ -68,7 +68,9 @@ pub struct Policy {
     ietf_item: Arc<str>,
     /// `ietf_item` as a header value: a single-policy `RateLimit-Policy`.
     ietf_value: Option<HeaderValue>,
-    /// The quota's limit as a header value (`X-RateLimit-Limit`), made once.
+    /// The quota's limit as a header value (`X-RateLimit-Limit`), made once:
+    /// for the usual limits, a value over static bytes, so that cloning it
+    /// touches no reference count shared between threads.
     limit_value: HeaderValue,
 }
 
@@ -79,7 +81,7 @@ impl Policy {
         Policy {
             id: Key::from_bytes(name.as_bytes()).stable_hash(),
             ietf_value: None,
-            limit_value: HeaderValue::from(quota.limit()),
+            limit_value: crate::headers::number(quota.limit()),
             ietf_item: Arc::from(""),
             name,
             quota,
@@ -95,7 +97,7 @@ impl Policy {
     fn with_item(mut self) -> Self {
         let item = ietf_item(&self.name, &self.quota, self.unit);
         self.ietf_value = HeaderValue::from_str(&item).ok();
-        self.limit_value = HeaderValue::from(self.quota.limit());
+        self.limit_value = crate::headers::number(self.quota.limit());
         self.ietf_item = item;
         self
     }
