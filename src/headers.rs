@@ -166,7 +166,7 @@ pub(crate) fn write(
         HeaderStyle::None => 0,
     } + if denied { 2 } else { 0 };
     if adding > 0 {
-        // A map at its maximum size gets what still fits (nothing).
+        // A map near its maximum size gets what still fits (see `put`).
         let _ = headers.try_reserve(adding);
     }
     match config.style {

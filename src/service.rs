@@ -77,13 +77,12 @@ pub(crate) struct Checked {
 
 impl Checked {
     fn new(
-        set: LimitSet,
+        mut set: LimitSet,
         outcome: &Outcome,
         headers: headers::HeaderConfig,
         refund: Option<Box<Refund>>,
     ) -> Self {
         let mut items = SmallVec::new();
-        let mut set = set;
         for (limit, decision) in set.drain_limits().zip(outcome.decisions()) {
             items.push((limit.policy, *decision));
         }

@@ -156,3 +156,26 @@ async fn a_missing_peer_address_warns_once_not_per_request() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_span_records_its_outcome() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("tollgate=debug")
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = keyed_by_api_key(Quota::per_minute(1));
+    for expected in [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+        let res = app.clone().oneshot(with_key("k")).await.unwrap();
+        assert_eq!(res.status(), expected);
+    }
+    let text = out.text();
+    let closed: Vec<&str> = text.lines().filter(|l| l.contains("close")).collect();
+    assert_eq!(closed.len(), 2, "{text}");
+    assert!(closed[0].contains("outcome=\"allowed\""), "{text}");
+    assert!(closed[1].contains("outcome=\"denied\""), "{text}");
+}
