@@ -11,13 +11,15 @@
 //! - `QUOTA`: another quota in tollgate's string form (`"100/m"`, `"5/30s"`);
 //! - `REDIS_URL` (with `--features redis`): share the limit through Redis,
 //!   falling back to memory while Redis is down;
+//! - `HEADERS`: which rate-limit headers responses carry: `both` (the
+//!   default), `legacy`, `ietf`, `draft6`, `draft7` or `none`;
 //! - `RATE_LIMIT=off`: serve without the layer (how `scripts/wrk.sh`
 //!   measures the layer's cost against the same app).
 
 use std::net::SocketAddr;
 
 use axum::{routing::get, Router};
-use tollgate::{Quota, RateLimitLayer};
+use tollgate::{HeaderStyle, Quota, RateLimitLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,15 +40,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(q) => q.parse()?,
         Err(_) => Quota::per_minute(5),
     };
+    let headers = match std::env::var("HEADERS").as_deref() {
+        Err(_) | Ok("both") => HeaderStyle::Both,
+        Ok("legacy") => HeaderStyle::Legacy,
+        Ok("ietf") => HeaderStyle::Ietf,
+        Ok("draft6") => HeaderStyle::Draft6,
+        Ok("draft7") => HeaderStyle::Draft7,
+        Ok("none") => HeaderStyle::None,
+        Ok(other) => {
+            return Err(format!(
+                "HEADERS={other:?}: expected both, legacy, ietf, draft6, draft7 or none"
+            )
+            .into())
+        }
+    };
     let limited = std::env::var("RATE_LIMIT").map_or(true, |v| v != "off");
     let app = Router::new().route("/", get(|| async { "hello\n" }));
     let app = if !limited {
         app
     } else if let Ok(url) = std::env::var("REDIS_URL") {
-        with_redis(app, quota, &url)?
+        with_redis(app, quota, headers, &url)?
     } else {
         // Built here, not with RateLimitLayer::new, so a bad QUOTA is an error.
-        app.layer(RateLimitLayer::builder().quota(quota).build()?)
+        app.layer(
+            RateLimitLayer::builder()
+                .quota(quota)
+                .headers(headers)
+                .build()?,
+        )
     };
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
@@ -76,7 +97,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Redis shared by every instance, behind a failover to memory so the app
 /// stays up (and limited) when Redis does not.
 #[cfg(feature = "redis")]
-fn with_redis(app: Router, quota: Quota, url: &str) -> Result<Router, Box<dyn std::error::Error>> {
+fn with_redis(
+    app: Router,
+    quota: Quota,
+    headers: HeaderStyle,
+    url: &str,
+) -> Result<Router, Box<dyn std::error::Error>> {
     use tollgate::backend::{Failover, MemoryBackend};
     // Lazy: the app starts even if Redis is down; the failover answers.
     let redis = tollgate::RedisBackend::builder(url).connect_lazy()?;
@@ -85,11 +111,17 @@ fn with_redis(app: Router, quota: Quota, url: &str) -> Result<Router, Box<dyn st
         RateLimitLayer::builder()
             .backend(backend)
             .quota(quota)
+            .headers(headers)
             .build()?,
     ))
 }
 
 #[cfg(not(feature = "redis"))]
-fn with_redis(_: Router, _: Quota, _: &str) -> Result<Router, Box<dyn std::error::Error>> {
+fn with_redis(
+    _: Router,
+    _: Quota,
+    _: HeaderStyle,
+    _: &str,
+) -> Result<Router, Box<dyn std::error::Error>> {
     Err("REDIS_URL is set, but this build has no Redis backend: run `cargo run --example quickstart --features redis` (or unset REDIS_URL to use memory)".into())
 }

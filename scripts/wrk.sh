@@ -9,6 +9,8 @@
 #   WRK_THREADS [1]  WRK_CONNECTIONS [16]  WRK_DURATION [10s]
 #   WRK_WARMUP [2s]  a discarded wrk run before each measured one ("0" skips)
 #   QUOTA_ON [1000000000/d]  the quota of the limited run
+#   WRK_ON_ENV []  more VAR=value settings for the limited server, e.g.
+#                  "HEADERS=none" to leave the rate-limit headers out
 #   WRK_ROUNDS [5]  rounds of one run each without and with the layer (order
 #                   alternating); the median of their ratios is the figure,
 #                   since wrk and the server share the machine's cores and a
@@ -26,6 +28,7 @@ DURATION=${WRK_DURATION:-10s}
 WARMUP=${WRK_WARMUP:-2s}
 QUOTA_ON=${QUOTA_ON:-1000000000/d}
 ROUNDS=${WRK_ROUNDS:-5}
+read -r -a ON_ENV <<<"${WRK_ON_ENV:-}"
 
 if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is not installed (on Debian/Ubuntu: apt-get install -y wrk)" >&2
@@ -171,10 +174,10 @@ for round in $(seq "$ROUNDS"); do
     if ((round % 2 == 1)); then
         run off RATE_LIMIT=off
         off=$RPS
-        run on QUOTA="$QUOTA_ON"
+        run on QUOTA="$QUOTA_ON" "${ON_ENV[@]}"
         on=$RPS
     else
-        run on QUOTA="$QUOTA_ON"
+        run on QUOTA="$QUOTA_ON" "${ON_ENV[@]}"
         on=$RPS
         run off RATE_LIMIT=off
         off=$RPS
