@@ -14,7 +14,7 @@
 #   WRK_ROUNDS [5]  rounds of one run each without and with the layer (order
 #                   alternating); the median of their ratios is the figure,
 #                   since wrk and the server share the machine's cores and a
-#                   single pair moves by ±0.05 on a 2-core VM
+#                   single pair moves by ±0.07 on a 2-core VM
 #
 # Both servers run with RUST_LOG=warn: the quickstart's default filter turns
 # on tollgate's debug span for every request, which would measure logging.
