@@ -3,9 +3,9 @@
 //! forms, garbage, non-UTF-8 and huge values; the warnings it logs once;
 //! and a limit through a real axum `Router`.
 
-use std::io::Write;
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -19,6 +19,8 @@ use tower::ServiceExt;
 
 use tollgate::key::{ClientIp, ClientIpHeader, Extracted, Key, KeyExtractor};
 use tollgate::{Quota, RateLimitLayer};
+
+use common::Captured;
 
 // ---------------------------------------------------------------- helpers
 
@@ -760,38 +762,9 @@ async fn through_a_router_a_duplicated_single_value_header_is_a_400_problem() {
 
 // ------------------------------------------------- warnings, once each
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// What `tollgate` logs at `warn` and above, for this thread.
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("tollgate=warn")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    (out, tracing::subscriber::set_default(subscriber))
+    common::capture("tollgate=warn")
 }
 
 const UNTRUSTED_HEADER: &str = "but ClientIp trusts no proxy";

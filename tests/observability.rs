@@ -2,9 +2,9 @@
 //! with the key's hash (never the raw key), the policy and the outcome;
 //! denials at debug; shadow denials as events; warnings once.
 
-use std::io::Write;
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::routing::get;
@@ -14,35 +14,13 @@ use tower::ServiceExt;
 
 use tollgate::key::{self, Key};
 use tollgate::{Quota, RateLimitLayer};
+use tracing_subscriber::fmt::format::FmtSpan;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+use common::Captured;
 
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// What `tollgate` logs at `debug` and above, for this thread.
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("tollgate=debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    (out, tracing::subscriber::set_default(subscriber))
+    common::capture("tollgate=debug")
 }
 
 fn keyed_by_api_key(layer_quota: Quota) -> Router {
@@ -159,15 +137,7 @@ async fn a_missing_peer_address_warns_once_not_per_request() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn each_span_records_its_outcome() {
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("tollgate=debug")
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (out, _guard) = common::capture_spans("tollgate=debug", FmtSpan::CLOSE);
     let app = keyed_by_api_key(Quota::per_minute(1));
     for expected in [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
         let res = app.clone().oneshot(with_key("k")).await.unwrap();

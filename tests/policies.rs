@@ -2,20 +2,21 @@
 //! (all-or-nothing), exemptions, tiers, per-key overrides, costs from the
 //! request, refunds by response, per-policy shadow mode, per-rule keys.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 use tollgate::key::{self, Key};
 use tollgate::policy::{Cost, Rule, Tiers};
 use tollgate::{Quota, RateLimitLayer};
+
+use common::{header, req, send};
 
 fn routes() -> Router {
     Router::new()
@@ -60,29 +61,6 @@ fn stacked() -> RateLimitLayer {
         .exempt("/health")
         .build()
         .unwrap()
-}
-
-fn req(method: &str, path: &str, ip: &str) -> Request<Body> {
-    let mut r = Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Body::empty())
-        .unwrap();
-    r.extensions_mut().insert(ConnectInfo(
-        format!("{ip}:1000").parse::<SocketAddr>().unwrap(),
-    ));
-    r
-}
-
-async fn send(app: &Router, r: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(r).await.unwrap()
-}
-
-fn header(res: &Response<Body>, name: &str) -> String {
-    res.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 async fn problem(res: Response<Body>) -> serde_json::Value {

@@ -22,31 +22,7 @@ use tollgate::backend::{Backend, BackendError, RedisBackend, RedisConnectError};
 use tollgate::key::Key;
 use tollgate::{Algorithm, LimitSet, Policy, Quota, RateLimitLayer};
 
-const DAY: u64 = 86_400;
-
-/// Every algorithm, with a period no test run can cross a window of.
-fn every_algorithm() -> Vec<Algorithm> {
-    vec![
-        Algorithm::Gcra,
-        Algorithm::TokenBucket,
-        Algorithm::LeakyBucket,
-        Algorithm::LeakyBucketQueue {
-            max_delay: Duration::ZERO,
-        },
-        Algorithm::FixedWindow,
-        Algorithm::FixedWindowStaggered,
-        Algorithm::SlidingWindow,
-        Algorithm::SlidingWindowLog,
-    ]
-}
-
-fn slow_quota(limit: u64) -> Quota {
-    Quota::new(limit, Duration::from_secs(300 * DAY))
-}
-
-fn single(policy: &Arc<Policy>, key: &str) -> LimitSet {
-    LimitSet::single(policy.clone(), Key::from(key), 1)
-}
+use support::{every_algorithm, single, slow_quota};
 
 async fn backend(server: &support::RedisServer) -> RedisBackend {
     RedisBackend::connect(&server.url()).await.expect("connect")
@@ -260,17 +236,7 @@ async fn a_slowed_redis_answers_timeout_within_the_timeout() {
     let policy = Arc::new(Policy::new("slow", Quota::per_second(100)));
     let set = single(&policy, "s");
     backend.acquire(&set).await.expect("warm-up call");
-    let url = server.url();
-    let sleeper = std::thread::spawn(move || {
-        let mut conn = redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .expect("connection");
-        redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg(1)
-            .query::<()>(&mut conn)
-            .expect("DEBUG SLEEP (needs --enable-debug-command on Redis 7)");
-    });
+    let sleeper = server.hang(1);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let result = backend.acquire(&set).await;

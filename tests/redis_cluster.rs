@@ -8,39 +8,15 @@ mod conformance;
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tollgate::backend::{Backend, RedisBackend, RedisConnectError};
 use tollgate::key::Key;
 use tollgate::{Algorithm, LimitSet, Nanos, Policy, Quota};
 
-const DAY: u64 = 86_400;
-
-fn every_algorithm() -> Vec<Algorithm> {
-    vec![
-        Algorithm::Gcra,
-        Algorithm::TokenBucket,
-        Algorithm::LeakyBucket,
-        Algorithm::LeakyBucketQueue {
-            max_delay: Duration::ZERO,
-        },
-        Algorithm::FixedWindow,
-        Algorithm::FixedWindowStaggered,
-        Algorithm::SlidingWindow,
-        Algorithm::SlidingWindowLog,
-    ]
-}
-
-fn slow_quota(limit: u64) -> Quota {
-    Quota::new(limit, Duration::from_secs(300 * DAY))
-}
+use support::{every_algorithm, single, slow_quota};
 
 fn policy(name: String, limit: u64, algorithm: Algorithm) -> Arc<Policy> {
     Arc::new(Policy::new(name, slow_quota(limit)).algorithm(algorithm))
-}
-
-fn single(policy: &Arc<Policy>, key: &str) -> LimitSet {
-    LimitSet::single(policy.clone(), Key::from(key), 1)
 }
 
 fn pair(a: &Arc<Policy>, ka: &str, b: &Arc<Policy>, kb: &str) -> LimitSet {

@@ -202,6 +202,32 @@ struct Case {
     steps: Vec<Step>,
 }
 
+impl Case {
+    /// A case whose limits are `(policy, key, cost factor)`, the policy
+    /// index taken modulo the number of policies.
+    fn new(
+        policies: Vec<PolicySpec>,
+        limits: Vec<(usize, usize, u64)>,
+        start: u64,
+        steps: Vec<Step>,
+    ) -> Self {
+        let n = policies.len();
+        Case {
+            limits: limits
+                .into_iter()
+                .map(|(policy, key, cost_factor)| LimitSpec {
+                    policy: policy % n,
+                    key,
+                    cost_factor,
+                })
+                .collect(),
+            policies,
+            start,
+            steps,
+        }
+    }
+}
+
 fn case() -> impl Strategy<Value = Case> {
     let start = prop_oneof![
         Just(1_700_000_040_000_000_000u64),
@@ -215,22 +241,7 @@ fn case() -> impl Strategy<Value = Case> {
         start,
         prop::collection::vec(step(), 1..=25),
     )
-        .prop_map(|(policies, limits, start, steps)| {
-            let n = policies.len();
-            Case {
-                limits: limits
-                    .into_iter()
-                    .map(|(policy, key, cost_factor)| LimitSpec {
-                        policy: policy % n,
-                        key,
-                        cost_factor,
-                    })
-                    .collect(),
-                policies,
-                start,
-                steps,
-            }
-        })
+        .prop_map(|(policies, limits, start, steps)| Case::new(policies, limits, start, steps))
 }
 
 fn keys() -> [Key; 3] {
@@ -331,20 +342,7 @@ fn log_case() -> impl Strategy<Value = Case> {
         prop::collection::vec(step, 1..=60),
     )
         .prop_map(|(policies, limits, steps)| {
-            let n = policies.len();
-            Case {
-                limits: limits
-                    .into_iter()
-                    .map(|(policy, key, cost_factor)| LimitSpec {
-                        policy: policy % n,
-                        key,
-                        cost_factor,
-                    })
-                    .collect(),
-                policies,
-                start: 1_700_000_040_000_000_000,
-                steps,
-            }
+            Case::new(policies, limits, 1_700_000_040_000_000_000, steps)
         })
 }
 

@@ -3,21 +3,21 @@
 //! layers on one Redis, refunds after the response.
 #![cfg(feature = "redis")]
 
+mod common;
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
-use http::{Request, Response, StatusCode};
-use tower::ServiceExt;
+use http::{Request, StatusCode};
 
 use tollgate::key::{ClientIp, Key};
 use tollgate::policy::Rule;
 use tollgate::{AccessList, Quota, RateLimitLayer, RedisBackend};
+
+use common::{header, req, send};
 
 async fn layer(url: &str, access: Option<AccessList>) -> RateLimitLayer<ClientIp, RedisBackend> {
     let backend = RedisBackend::connect(url).await.expect("connect");
@@ -58,29 +58,6 @@ fn app(layer: RateLimitLayer<ClientIp, RedisBackend>) -> Router {
             }),
         )
         .layer(layer)
-}
-
-fn req(method: &str, path: &str, ip: &str) -> Request<Body> {
-    let mut r = Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Body::empty())
-        .unwrap();
-    r.extensions_mut().insert(ConnectInfo(
-        format!("{ip}:1000").parse::<SocketAddr>().unwrap(),
-    ));
-    r
-}
-
-async fn send(app: &Router, r: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(r).await.unwrap()
-}
-
-fn header(res: &Response<Body>, name: &str) -> String {
-    res.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -267,17 +267,7 @@ async fn a_hung_redis_answers_timeout_within_the_timeout() {
         .expect("connect");
     let store = backend.settings();
     store.put("overrides", "alice", "1").await.expect("warm-up");
-    let url = server.url();
-    let sleeper = std::thread::spawn(move || {
-        let mut conn = redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .expect("connection");
-        redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg(1)
-            .query::<()>(&mut conn)
-            .expect("DEBUG SLEEP (needs --enable-debug-command on Redis 7)");
-    });
+    let sleeper = server.hang(1);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let result = store.load("overrides").await;

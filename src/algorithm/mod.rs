@@ -525,4 +525,4 @@ pub(crate) fn mul(a: u64, b: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,8 @@ use proptest::prelude::*;
 
 use super::*;
 
-const ALL: [Algorithm; 8] = [
+/// Every algorithm (the queueing leaky bucket with a 300 ms wait).
+pub(crate) const ALL: [Algorithm; 8] = [
     Algorithm::Gcra,
     Algorithm::TokenBucket,
     Algorithm::LeakyBucket,

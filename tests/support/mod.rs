@@ -17,6 +17,33 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Every algorithm, for tests that run each one.
+pub fn every_algorithm() -> Vec<tollgate::Algorithm> {
+    use tollgate::Algorithm;
+    vec![
+        Algorithm::Gcra,
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket,
+        Algorithm::LeakyBucketQueue {
+            max_delay: Duration::ZERO,
+        },
+        Algorithm::FixedWindow,
+        Algorithm::FixedWindowStaggered,
+        Algorithm::SlidingWindow,
+        Algorithm::SlidingWindowLog,
+    ]
+}
+
+/// `limit` per 300 days: a period no test run can cross a window of.
+pub fn slow_quota(limit: u64) -> tollgate::Quota {
+    tollgate::Quota::new(limit, Duration::from_secs(300 * 86_400))
+}
+
+/// A set of one limit of `policy` on `key`, cost 1.
+pub fn single(policy: &std::sync::Arc<tollgate::Policy>, key: &str) -> tollgate::LimitSet {
+    tollgate::LimitSet::single(policy.clone(), tollgate::key::Key::from(key), 1)
+}
+
 /// Starts a server or skips the test (see the module documentation).
 #[macro_export]
 macro_rules! redis_or_skip {
@@ -238,6 +265,23 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
             .expect("cannot connect to the test redis-server")
+    }
+
+    /// Makes the server hang for `seconds` (`DEBUG SLEEP`, sent from a
+    /// thread of its own): every command meanwhile waits. Join the handle
+    /// to know the server answers again.
+    pub fn hang(&self, seconds: u64) -> std::thread::JoinHandle<()> {
+        let url = self.url();
+        std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url)
+                .and_then(|c| c.get_connection())
+                .expect("connection");
+            redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(seconds)
+                .query::<()>(&mut conn)
+                .expect("DEBUG SLEEP (needs --enable-debug-command on Redis 7)");
+        })
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.

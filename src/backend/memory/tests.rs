@@ -336,21 +336,10 @@ async fn absorb_through_the_backend_trait_uses_the_backend_clock() {
 
 /// Every algorithm, one policy each, so a set can be refunded per algorithm.
 fn every_algorithm(quota: Quota) -> Vec<Arc<Policy>> {
-    [
-        Algorithm::Gcra,
-        Algorithm::TokenBucket,
-        Algorithm::LeakyBucket,
-        Algorithm::LeakyBucketQueue {
-            max_delay: Duration::from_millis(300),
-        },
-        Algorithm::FixedWindow,
-        Algorithm::FixedWindowStaggered,
-        Algorithm::SlidingWindow,
-        Algorithm::SlidingWindowLog,
-    ]
-    .into_iter()
-    .map(|a| Arc::new(Policy::new(a.name(), quota).algorithm(a)))
-    .collect()
+    crate::algorithm::tests::ALL
+        .into_iter()
+        .map(|a| Arc::new(Policy::new(a.name(), quota).algorithm(a)))
+        .collect()
 }
 
 #[test]
