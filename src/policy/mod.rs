@@ -80,8 +80,9 @@ impl Policy {
         let name = name.into();
         Policy {
             id: Key::from_bytes(name.as_bytes()).stable_hash(),
+            // The three header fields are set by `with_item` below.
             ietf_value: None,
-            limit_value: crate::headers::number(quota.limit()),
+            limit_value: HeaderValue::from_static(""),
             ietf_item: Arc::from(""),
             name,
             quota,
