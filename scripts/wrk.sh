@@ -1,67 +1,90 @@
 #!/usr/bin/env bash
-# The layer's cost over real HTTP: the quickstart example served twice,
-# without the layer (RATE_LIMIT=off) and with it at a quota the load never
-# exhausts (QUOTA=1000000000/d), each loaded with wrk from one client IP;
-# prints both requests/second and their ratio, per round and the median.
+# The layer's cost over real HTTP: the quickstart example served without
+# the layer (RATE_LIMIT=off, the baseline) and with it at a quota the load
+# never exhausts (QUOTA=1000000000/d), both running side by side, loaded
+# from one client IP with short wrk bursts that alternate between them.
+# Each round pairs one burst on the baseline with one on the limited
+# server (which goes first alternates); the figure is the median of the
+# rounds' ratios, with its quartiles.
+#
+# Why bursts and not one long run each: on a small VM the machine's speed
+# drifts by ±15 % over tens of seconds (other tenants, frequency), which
+# swamps a 10 % effect when the two runs are far apart in time. Adjacent
+# one-second bursts see the same machine, and many of them give a median
+# that moves little between invocations.
 #
 # Usage: scripts/wrk.sh
 # Environment (defaults in brackets):
-#   WRK_THREADS [1]  WRK_CONNECTIONS [16]  WRK_DURATION [10s]
-#   WRK_WARMUP [2s]  a discarded wrk run before each measured one ("0" skips)
-#   QUOTA_ON [1000000000/d]  the quota of the limited run
+#   WRK_ROUNDS [30]       rounds (pairs of bursts) per compared server
+#   WRK_DURATION [1s]     the length of one burst
+#   WRK_THREADS [1]  WRK_CONNECTIONS [16]
+#   QUOTA_ON [1000000000/d]  the quota of the limited server
 #   WRK_ON_ENV []  more VAR=value settings for the limited server, e.g.
 #                  "HEADERS=none" to leave the rate-limit headers out
-#   WRK_ROUNDS [5]  rounds of one run each without and with the layer (order
-#                   alternating); the median of their ratios is the figure,
-#                   since wrk and the server share the machine's cores and a
-#                   single pair moves by ±0.07 on a 2-core VM
+#   WRK_PEERS []   more servers to compare with the same baseline, in the
+#                  same rounds, separated by spaces:
+#                    control                 a second baseline (the noise:
+#                                            its ratio should be 1.00)
+#                    tower_governor          tower_governor, same quota
+#                    tower_governor_headers  the same with .use_headers()
+#                    five_headers            no limiting, only tollgate's
+#                                            five headers as constants
+#                  (the last three from `examples/wrk_peers.rs`)
 #
-# Both servers run with RUST_LOG=warn: the quickstart's default filter turns
-# on tollgate's debug span for every request, which would measure logging.
+# Every server runs with RUST_LOG=warn: the quickstart's default filter
+# turns on tollgate's debug span for every request, which would measure
+# logging.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 THREADS=${WRK_THREADS:-1}
 CONNECTIONS=${WRK_CONNECTIONS:-16}
-DURATION=${WRK_DURATION:-10s}
-WARMUP=${WRK_WARMUP:-2s}
+DURATION=${WRK_DURATION:-1s}
 QUOTA_ON=${QUOTA_ON:-1000000000/d}
-ROUNDS=${WRK_ROUNDS:-5}
+ROUNDS=${WRK_ROUNDS:-30}
 read -r -a ON_ENV <<<"${WRK_ON_ENV:-}"
+read -r -a PEERS <<<"${WRK_PEERS:-}"
 
 if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is not installed (on Debian/Ubuntu: apt-get install -y wrk)" >&2
     exit 1
 fi
+for peer in "${PEERS[@]}"; do
+    case "$peer" in
+    control | tower_governor | tower_governor_headers | five_headers) ;;
+    *)
+        echo "WRK_PEERS: unknown server '$peer'" >&2
+        exit 1
+        ;;
+    esac
+done
 
-echo "building the quickstart example (release)..." >&2
-cargo build --release --example quickstart >&2
+echo "building the examples (release)..." >&2
+cargo build --release --example quickstart --example wrk_peers >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-BIN="${target_dir:-target}/release/examples/quickstart"
-if [[ ! -x "$BIN" ]]; then
-    echo "built binary not found at $BIN" >&2
-    exit 1
-fi
+EXAMPLES="${target_dir:-target}/release/examples"
+for bin in quickstart wrk_peers; do
+    if [[ ! -x "$EXAMPLES/$bin" ]]; then
+        echo "built binary not found at $EXAMPLES/$bin" >&2
+        exit 1
+    fi
+done
 
 WORK=$(mktemp -d)
-SERVER_PID=""
 WRK_PID=""
-
-stop_server() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
+declare -A PID PORT
 
 cleanup() {
     if [[ -n "$WRK_PID" ]]; then
         kill "$WRK_PID" 2>/dev/null || true
     fi
-    stop_server
+    local name
+    for name in "${!PID[@]}"; do
+        kill "${PID[$name]}" 2>/dev/null || true
+        wait "${PID[$name]}" 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -87,110 +110,127 @@ free_port() {
     return 1
 }
 
-# start_server NAME ENV...: starts the quickstart with the given environment
-# on a free port; sets SERVER_PID and PORT once it accepts connections.
+# The command line (environment and binary) that serves NAME.
+command_for() {
+    case "$1" in
+    off | control) echo "RATE_LIMIT=off $EXAMPLES/quickstart" ;;
+    on) echo "QUOTA=$QUOTA_ON ${ON_ENV[*]} $EXAMPLES/quickstart" ;;
+    *) echo "PEER=$1 $EXAMPLES/wrk_peers" ;;
+    esac
+}
+
+# start_server NAME: serves NAME on a free port; sets PID[NAME] and
+# PORT[NAME] once it accepts connections.
 start_server() {
-    local name=$1
-    shift
-    local attempt
+    local name=$1 attempt port pid waited
+    local -a cmd
+    read -r -a cmd <<<"$(command_for "$name")"
     for attempt in 1 2 3; do
-        PORT=$(free_port)
-        env RUST_LOG=warn PORT="$PORT" "$@" "$BIN" >"$WORK/$name.log" 2>&1 &
-        SERVER_PID=$!
-        local waited=0
+        port=$(free_port)
+        env RUST_LOG=warn PORT="$port" "${cmd[@]}" >"$WORK/$name.log" 2>&1 &
+        pid=$!
+        PID[$name]=$pid
+        waited=0
         while ((waited < 200)); do
-            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            if ! kill -0 "$pid" 2>/dev/null; then
                 break
             fi
-            if port_open "$PORT"; then
+            if port_open "$port"; then
+                PORT[$name]=$port
                 return 0
             fi
             sleep 0.05
             waited=$((waited + 1))
         done
-        echo "server '$name' did not come up on port $PORT (attempt $attempt):" >&2
+        echo "server '$name' did not come up on port $port (attempt $attempt):" >&2
         cat "$WORK/$name.log" >&2
-        stop_server
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset "PID[$name]"
     done
     return 1
 }
 
-# load DURATION OUTPUT: runs wrk against the server into OUTPUT. In the
-# background with `wait`, so a signal stops the script (and the trap kills
-# wrk and the server) without waiting for wrk to finish.
-load() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" "http://127.0.0.1:$PORT/" >"$2" &
-    WRK_PID=$!
-    wait "$WRK_PID"
-    WRK_PID=""
-}
-
-# Prints the status line and headers of GET / (for a sanity check).
+# Prints the status line and headers of GET / on port $1.
 probe() {
     if command -v curl >/dev/null 2>&1; then
-        curl -s -D - -o /dev/null "http://127.0.0.1:$PORT/"
+        curl -s -D - -o /dev/null "http://127.0.0.1:$1/"
     else
         printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
-            (exec 3<>"/dev/tcp/127.0.0.1/$PORT" && cat >&3 && cat <&3)
+            (exec 3<>"/dev/tcp/127.0.0.1/$1" && cat >&3 && cat <&3)
     fi
 }
 
-# run NAME ENV...: serves, checks, loads with wrk; sets RPS to the
-# requests/second. Runs in this shell (not in $(...)) so the EXIT trap
-# still sees the server to stop if anything fails.
-run() {
-    local name=$1
-    shift
-    start_server "$name" "$@"
-    local head
-    head=$(probe | tr -d '\r')
+# burst NAME: one wrk burst on NAME; sets RPS. wrk runs in the background
+# with `wait`, so a signal stops the script (and the trap kills wrk and the
+# servers) without waiting for wrk to finish.
+burst() {
+    local out="$WORK/burst.wrk"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:${PORT[$1]}/" >"$out" &
+    WRK_PID=$!
+    wait "$WRK_PID"
+    WRK_PID=""
+    if grep -q 'Non-2xx or 3xx responses' "$out"; then
+        echo "WARNING [$1]: some responses were not 2xx (the quota was exhausted?)" >&2
+    fi
+    RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    if [[ -z "$RPS" ]]; then
+        echo "no Requests/sec in wrk's output for '$1':" >&2
+        cat "$out" >&2
+        exit 1
+    fi
+}
+
+COMPARED=(on "${PEERS[@]}")
+for name in off "${COMPARED[@]}"; do
+    start_server "$name"
+    head=$(probe "${PORT[$name]}" | tr -d '\r')
     if ! grep -q '^HTTP/1.1 200' <<<"$head"; then
         echo "server '$name' did not answer 200:" >&2
         echo "$head" >&2
         exit 1
     fi
-    echo "[$name] $(head -1 <<<"$head"), rate-limit headers: $(grep -ci '^x-ratelimit-\|^ratelimit' <<<"$head" || true)" >&2
-    if [[ "$WARMUP" != "0" ]]; then
-        load "$WARMUP" /dev/null
-    fi
-    load "$DURATION" "$WORK/$name.wrk"
-    sed 's/^/    /' "$WORK/$name.wrk" >&2
-    if grep -q 'Non-2xx or 3xx responses' "$WORK/$name.wrk"; then
-        echo "WARNING [$name]: some responses were not 2xx (the quota was exhausted?)" >&2
-    fi
-    stop_server
-    RPS=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/$name.wrk")
-    if [[ -z "$RPS" ]]; then
-        echo "no Requests/sec in wrk's output for '$name'" >&2
-        exit 1
-    fi
+    echo "[$name] $(command_for "$name" | sed "s|$EXAMPLES/||"): $(head -1 <<<"$head"), rate-limit headers: $(grep -ci '^x-ratelimit-\|^ratelimit' <<<"$head" || true)" >&2
+    burst "$name" # warm-up, discarded
+done
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION bursts on $(nproc) cores, $ROUNDS round(s) per server" >&2
+declare -A RATIOS
+for round in $(seq "$ROUNDS"); do
+    line="round $round:"
+    count=${#COMPARED[@]}
+    for i in $(seq 0 $((count - 1))); do
+        # Rotate the order of the servers and alternate which of a pair goes
+        # first, so no server is always measured right after the same one.
+        name=${COMPARED[$(((i + round) % count))]}
+        if (((round + i) % 2 == 1)); then
+            burst off
+            off=$RPS
+            burst "$name"
+            this=$RPS
+        else
+            burst "$name"
+            this=$RPS
+            burst off
+            off=$RPS
+        fi
+        ratio=$(awk -v a="$this" -v b="$off" 'BEGIN { printf "%.3f", a / b }')
+        RATIOS[$name]="${RATIOS[$name]:-} $ratio"
+        line="$line  $name $ratio (${this%.*}/${off%.*})"
+    done
+    echo "$line" >&2
+done
+
+# Prints "median (q1–q3)" of the numbers on stdin.
+summary() {
+    sort -n | awk '{ v[NR] = $1 } END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.3f (quartiles %.3f-%.3f, %d rounds)", m, v[int((NR + 3) / 4)], v[int((3 * NR + 3) / 4)], NR }'
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION against the quickstart on $(nproc) cores, $ROUNDS round(s)" >&2
-ratios=()
-for round in $(seq "$ROUNDS"); do
-    # Alternate the order so that a drift of the machine during a round
-    # does not always favour the same server.
-    if ((round % 2 == 1)); then
-        run off RATE_LIMIT=off
-        off=$RPS
-        run on QUOTA="$QUOTA_ON" "${ON_ENV[@]}"
-        on=$RPS
-    else
-        run on QUOTA="$QUOTA_ON" "${ON_ENV[@]}"
-        on=$RPS
-        run off RATE_LIMIT=off
-        off=$RPS
-    fi
-    ratio=$(awk -v on="$on" -v off="$off" 'BEGIN { printf "%.3f", on / off }')
-    ratios+=("$ratio")
-    echo
-    echo "round $round, requests/second, wrk -t$THREADS -c$CONNECTIONS -d$DURATION:"
-    printf '  without the layer (RATE_LIMIT=off)   %12s\n' "$off"
-    printf '  with the layer (QUOTA=%s) %12s\n' "$QUOTA_ON" "$on"
-    printf '  ratio with/without                   %12s\n' "$ratio"
-done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END {
-    if (NR % 2) print r[(NR + 1) / 2]; else printf "%.3f", (r[NR / 2] + r[NR / 2 + 1]) / 2 }')
 echo
-echo "median ratio with/without over $ROUNDS round(s): $median  (rounds: ${ratios[*]})"
+echo "requests/second against the quickstart without the layer, median of the rounds' ratios:"
+for name in "${COMPARED[@]}"; do
+    # shellcheck disable=SC2086 # the ratios are words by design
+    printf '  %-24s %s\n' "$name" "$(printf '%s\n' ${RATIOS[$name]} | summary)"
+done
