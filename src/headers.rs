@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use http::HeaderMap;
@@ -90,17 +89,41 @@ pub(crate) struct HeaderConfig {
     pub(crate) reset: ResetFormat,
 }
 
+/// A policy with its decision, as the caller holds them: borrowed (the
+/// public `write_headers`) or owned (the service's check, written from
+/// where it is kept rather than collected into a borrowed copy).
+pub(crate) trait Item {
+    fn policy(&self) -> &Policy;
+    fn decision(&self) -> &Decision;
+}
+
+impl Item for (&Policy, &Decision) {
+    fn policy(&self) -> &Policy {
+        self.0
+    }
+    fn decision(&self) -> &Decision {
+        self.1
+    }
+}
+
+impl Item for (std::sync::Arc<Policy>, Decision) {
+    fn policy(&self) -> &Policy {
+        &self.0
+    }
+    fn decision(&self) -> &Decision {
+        &self.1
+    }
+}
+
 /// The decision that speaks for `X-RateLimit-*`: on a denial the denying
 /// limit with the longest wait; otherwise the one with the fewest remaining
 /// (ties: the later reset).
-pub(crate) fn speaking<'a>(
-    items: &[(&'a Policy, &'a Decision)],
-) -> Option<(&'a Policy, &'a Decision)> {
-    let denied = items.iter().any(|(_, d)| !d.allowed);
+pub(crate) fn speaking<T: Item>(items: &[T]) -> Option<(&Policy, &Decision)> {
+    let denied = items.iter().any(|i| !i.decision().allowed);
     items
         .iter()
+        .map(|i| (i.policy(), i.decision()))
         .filter(|(_, d)| !denied || !d.allowed)
-        .copied()
         .max_by(|(_, a), (_, b)| {
             if denied {
                 // `None` (never admissible) waits longest.
@@ -146,10 +169,10 @@ pub fn write_headers(
 /// Writes the headers of `style` for `items` into `headers`. `denied` says
 /// the response is a 429 (remaining is then written as 0 for the denying
 /// limits, and `Retry-After` and `Cache-Control` are added).
-pub(crate) fn write(
+pub(crate) fn write<T: Item>(
     headers: &mut HeaderMap,
     config: HeaderConfig,
-    items: &[(&Policy, &Decision)],
+    items: &[T],
     denied: bool,
 ) {
     let Some((policy, decision)) = speaking(items) else {
@@ -166,8 +189,12 @@ pub(crate) fn write(
         HeaderStyle::None => 0,
     } + if denied { 2 } else { 0 };
     if adding > 0 {
+        // One slot more than this adds: axum's router adds `content-length`
+        // after every layer, and on the usual small response (one or two
+        // headers) that one more would grow the map again, copying every
+        // entry; growing here, before the inserts, copies one or two.
         // A map near its maximum size gets what still fits (see `put`).
-        let _ = headers.try_reserve(adding);
+        let _ = headers.try_reserve(adding + 1);
     }
     match config.style {
         HeaderStyle::Both | HeaderStyle::Legacy => {
@@ -194,27 +221,20 @@ pub(crate) fn write(
         HeaderStyle::Both | HeaderStyle::Ietf => {
             let policy_value = match (items.len(), policy.ietf_header_value()) {
                 (1, Some(v)) => Some(v.clone()),
-                _ => HeaderValue::try_from(join(items.iter().map(|(p, _)| p.ietf_item()))).ok(),
+                _ => HeaderValue::try_from(join(items.iter().map(|i| i.policy().ietf_item()))).ok(),
             };
             if let Some(v) = policy_value {
                 put(headers, RATELIMIT_POLICY.clone(), v);
             }
-            // Built by hand on the stack (`format!` costs more than the
-            // rest of this function together), then copied once into the
-            // header value.
-            let mut value: SmallVec<[u8; 128]> = SmallVec::new();
-            for (i, (p, d)) in items.iter().enumerate() {
-                if i > 0 {
-                    value.extend_from_slice(b", ");
-                }
-                value.push(b'"');
-                value.extend_from_slice(p.name().as_bytes());
-                value.extend_from_slice(b"\";r=");
-                push_number(&mut value, remaining(d));
-                value.extend_from_slice(b";t=");
-                push_number(&mut value, d.reset_after.as_secs_ceil());
-            }
-            if let Ok(v) = HeaderValue::from_bytes(&value) {
+            let items = items.iter().map(|i| {
+                let d = i.decision();
+                (
+                    i.policy().name(),
+                    remaining(d),
+                    d.reset_after.as_secs_ceil(),
+                )
+            });
+            if let Some(v) = ratelimit_value(items) {
                 put(headers, RATELIMIT.clone(), v);
             }
         }
@@ -279,7 +299,7 @@ pub(crate) fn number(n: u64) -> HeaderValue {
     static DIGITS: OnceLock<String> = OnceLock::new();
     static SMALL: OnceLock<Vec<HeaderValue>> = OnceLock::new();
     let Some(i) = usize::try_from(n).ok().filter(|i| *i < SMALL_NUMBERS) else {
-        return HeaderValue::from(n);
+        return formatted(n);
     };
     let table = SMALL.get_or_init(|| {
         let digits: &'static str =
@@ -295,30 +315,48 @@ pub(crate) fn number(n: u64) -> HeaderValue {
             })
             .collect()
     });
-    table
-        .get(i)
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from(n))
+    table.get(i).cloned().unwrap_or_else(|| formatted(n))
 }
 
-/// Appends the decimal digits of `n`, without allocating.
-fn push_number(out: &mut SmallVec<[u8; 128]>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// A header value for `n`, formatted: one allocation of exactly its digits
+/// (`HeaderValue::from(u64)` grows a `BytesMut` and converts it, about
+/// twice the work).
+fn formatted(n: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    HeaderValue::from_bytes(digits.format(n).as_bytes()).unwrap_or_else(|_| HeaderValue::from(n))
+}
+
+/// The `RateLimit` value for `(name, remaining, reset)` items:
+/// `"name";r=R;t=T`, comma-separated. Written by hand into a buffer of
+/// exactly its length (`format!` costs more than the rest of `write`
+/// together), which becomes the value without another copy.
+fn ratelimit_value<'a>(
+    items: impl Iterator<Item = (&'a str, u64, u64)> + Clone,
+) -> Option<HeaderValue> {
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let len = items
+        .clone()
+        .map(|(name, r, t)| ", \"".len() + name.len() + "\";r=;t=".len() + digits(r) + digits(t))
+        .sum::<usize>()
+        .saturating_sub(", ".len());
+    let mut value = Vec::with_capacity(len);
+    for (i, (name, r, t)) in items.enumerate() {
+        if i > 0 {
+            value.extend_from_slice(b", ");
         }
+        value.push(b'"');
+        value.extend_from_slice(name.as_bytes());
+        value.extend_from_slice(b"\";r=");
+        value.extend_from_slice(itoa::Buffer::new().format(r).as_bytes());
+        value.extend_from_slice(b";t=");
+        value.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
     }
-    out.extend_from_slice(&digits[start..]);
+    HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
 
 /// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.
-pub(crate) fn write_denial(headers: &mut HeaderMap, items: &[(&Policy, &Decision)]) {
-    if let Some(wait) = retry_after(items.iter().map(|(_, d)| *d)) {
+pub(crate) fn write_denial<T: Item>(headers: &mut HeaderMap, items: &[T]) {
+    if let Some(wait) = retry_after(items.iter().map(Item::decision)) {
         put(headers, RETRY_AFTER, number(wait.as_secs_ceil()));
     }
     put(headers, CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -507,6 +545,22 @@ mod tests {
         for n in [0, 1, 9, 10, 99, 100, 4095, 4096, 1_000_000, u64::MAX] {
             assert_eq!(number(n), HeaderValue::from(n), "{n}");
         }
+    }
+
+    #[test]
+    fn ratelimit_values_are_exact_for_any_digits_and_items() {
+        let one = |r, t| ratelimit_value([("default", r, t)].into_iter());
+        assert_eq!(one(0, 0).unwrap(), "\"default\";r=0;t=0");
+        assert_eq!(one(9, 10).unwrap(), "\"default\";r=9;t=10");
+        assert_eq!(
+            one(u64::MAX, 999_999_999).unwrap(),
+            "\"default\";r=18446744073709551615;t=999999999"
+        );
+        let two = ratelimit_value([("a", 1_000, 1), ("per-day", 99_999, 86_400)].into_iter());
+        assert_eq!(
+            two.unwrap(),
+            "\"a\";r=1000;t=1, \"per-day\";r=99999;t=86400"
+        );
     }
 
     #[test]

@@ -93,10 +93,6 @@ impl Checked {
         }
     }
 
-    fn items(&self) -> SmallVec<[(&Policy, &Decision); 2]> {
-        self.items.iter().map(|(p, d)| (&**p, d)).collect()
-    }
-
     /// The longest delay a queueing limit asks for.
     fn max_delay(&self) -> Nanos {
         self.items
@@ -207,7 +203,7 @@ impl Checked {
         if self.headers.style == headers::HeaderStyle::None {
             return;
         }
-        headers::write(headers, self.headers, &self.items(), false);
+        headers::write(headers, self.headers, &self.items, false);
     }
 }
 
@@ -442,7 +438,7 @@ fn decide<K: KeyExtractor, B: Backend>(
         return Verdict::Pass(shared.shadow_headers.then_some(checked), crate::Nanos::ZERO);
     }
     span.record("outcome", "denied");
-    let items = checked.items();
+    let items = &checked.items;
     let denied = RateLimited {
         violated: checked
             .items
@@ -450,7 +446,7 @@ fn decide<K: KeyExtractor, B: Backend>(
             .filter(|(p, d)| !d.allowed && !p.is_shadow())
             .map(|(p, d)| (p.clone(), *d))
             .collect(),
-        retry_after: headers::retry_after(items.iter().map(|(_, d)| *d)),
+        retry_after: headers::retry_after(items.iter().map(|(_, d)| d)),
     };
     tracing::debug!(
         policies = ?denied.violated_policies().collect::<SmallVec<[&str; 2]>>(),
@@ -462,7 +458,7 @@ fn decide<K: KeyExtractor, B: Backend>(
         None => denied.problem().to_response(),
     };
     let mut extra = http::HeaderMap::new();
-    headers::write(&mut extra, shared.headers, &items, true);
+    headers::write(&mut extra, shared.headers, items, true);
     for (name, value) in extra {
         // `try_entry` fails only on a map at its maximum size: the
         // header is left out rather than panicking.
