@@ -21,6 +21,11 @@
 #   QUOTA_ON [1000000000/d]  the quota of the limited server
 #   WRK_ON_ENV []  more VAR=value settings for the limited server, e.g.
 #                  "HEADERS=none" to leave the rate-limit headers out
+#   WRK_PIN []     "1": every server on CPU 0 (so Tokio runs one worker)
+#                  and wrk on CPU 1, with taskset. The server is then the
+#                  bottleneck and the ratio is its own cost's, with less
+#                  noise; without it, wrk and the servers share every core
+#                  and wrk's own work per request dilutes the server's.
 #   WRK_PEERS []   more servers to compare with the same baseline, in the
 #                  same rounds, separated by spaces:
 #                    control                 a second baseline (the noise:
@@ -45,6 +50,16 @@ QUOTA_ON=${QUOTA_ON:-1000000000/d}
 ROUNDS=${WRK_ROUNDS:-30}
 read -r -a ON_ENV <<<"${WRK_ON_ENV:-}"
 read -r -a PEERS <<<"${WRK_PEERS:-}"
+PIN_SERVER=()
+PIN_WRK=()
+if [[ "${WRK_PIN:-}" == "1" ]]; then
+    if ! command -v taskset >/dev/null 2>&1 || (($(nproc) < 2)); then
+        echo "WRK_PIN=1 needs taskset (util-linux) and at least 2 CPUs" >&2
+        exit 1
+    fi
+    PIN_SERVER=(taskset -c 0)
+    PIN_WRK=(taskset -c 1)
+fi
 
 if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is not installed (on Debian/Ubuntu: apt-get install -y wrk)" >&2
@@ -127,7 +142,9 @@ start_server() {
     read -r -a cmd <<<"$(command_for "$name")"
     for attempt in 1 2 3; do
         port=$(free_port)
-        env RUST_LOG=warn PORT="$port" "${cmd[@]}" >"$WORK/$name.log" 2>&1 &
+        # The settings, then the pinning (if any), then the binary.
+        env RUST_LOG=warn PORT="$port" "${cmd[@]:0:${#cmd[@]}-1}" \
+            "${PIN_SERVER[@]}" "${cmd[-1]}" >"$WORK/$name.log" 2>&1 &
         pid=$!
         PID[$name]=$pid
         waited=0
@@ -166,7 +183,7 @@ probe() {
 # servers) without waiting for wrk to finish.
 burst() {
     local out="$WORK/burst.wrk"
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:${PORT[$1]}/" >"$out" &
+    "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:${PORT[$1]}/" >"$out" &
     WRK_PID=$!
     wait "$WRK_PID"
     WRK_PID=""
@@ -194,7 +211,11 @@ for name in off "${COMPARED[@]}"; do
     burst "$name" # warm-up, discarded
 done
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION bursts on $(nproc) cores, $ROUNDS round(s) per server" >&2
+pinning="sharing every core"
+if ((${#PIN_WRK[@]} > 0)); then
+    pinning="servers on CPU 0, wrk on CPU 1"
+fi
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION bursts on $(nproc) cores ($pinning), $ROUNDS round(s) per server" >&2
 declare -A RATIOS
 for round in $(seq "$ROUNDS"); do
     line="round $round:"
