@@ -10,8 +10,9 @@
 # Why bursts and not one long run each: on a small VM the machine's speed
 # drifts by ±15 % over tens of seconds (other tenants, frequency), which
 # swamps a 10 % effect when the two runs are far apart in time. Adjacent
-# one-second bursts see the same machine, and many of them give a median
-# that moves little between invocations.
+# one-second bursts see the same machine; the control server
+# (WRK_PEERS=control) shows the noise that is left. Medians still move by
+# a few hundredths between invocations: run it more than once.
 #
 # Usage: scripts/wrk.sh
 # Environment (defaults in brackets):
