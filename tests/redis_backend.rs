@@ -24,15 +24,11 @@ use tollgate::{Algorithm, LimitSet, Policy, Quota, RateLimitLayer};
 
 use support::{every_algorithm, single, slow_quota};
 
-async fn backend(server: &support::RedisServer) -> RedisBackend {
-    RedisBackend::connect(&server.url()).await.expect("connect")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_app_servers_on_one_redis_admit_exactly_the_limit_in_total() {
     let server = redis_or_skip!();
-    let a = backend(&server).await;
-    let b = backend(&server).await;
+    let a = server.backend().await;
+    let b = server.backend().await;
     for algorithm in every_algorithm() {
         let policy = Arc::new(
             Policy::new(format!("fleet-{}", algorithm.name()), slow_quota(50)).algorithm(algorithm),
@@ -69,7 +65,7 @@ async fn two_layers_on_one_redis_admit_exactly_the_limit_across_many_clients() {
             .route("/", get(|| async { "hello" }))
             .layer(layer)
     };
-    let apps = [app(backend(&server).await), app(backend(&server).await)];
+    let apps = [app(server.backend().await), app(server.backend().await)];
     let mut tasks = Vec::new();
     for i in 0..400usize {
         let app = apps[i % 2].clone();
@@ -160,7 +156,7 @@ async fn keys_expire_once_their_state_is_fresh_again() {
 #[tokio::test]
 async fn peek_counts_nothing_and_writes_nothing() {
     let server = redis_or_skip!();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
@@ -188,7 +184,7 @@ async fn peek_counts_nothing_and_writes_nothing() {
 #[tokio::test]
 async fn reset_forgets_the_sets_keys() {
     let server = redis_or_skip!();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
@@ -212,7 +208,7 @@ async fn reset_forgets_the_sets_keys() {
 #[tokio::test]
 async fn a_denied_set_consumes_nothing_from_its_other_limits() {
     let server = redis_or_skip!();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     let tight = Arc::new(Policy::new("tight", slow_quota(1)));
     let loose = Arc::new(Policy::new("loose", slow_quota(10)).algorithm(Algorithm::FixedWindow));
     let mut set = LimitSet::new();
@@ -231,7 +227,7 @@ async fn a_denied_set_consumes_nothing_from_its_other_limits() {
 #[tokio::test]
 async fn a_slowed_redis_answers_timeout_within_the_timeout() {
     let server = redis_or_skip!();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     assert_eq!(backend.timeout(), Duration::from_millis(250));
     let policy = Arc::new(Policy::new("slow", Quota::per_second(100)));
     let set = single(&policy, "s");
@@ -257,11 +253,9 @@ async fn a_slowed_redis_answers_timeout_within_the_timeout() {
 #[tokio::test]
 async fn a_killed_redis_fails_within_the_timeout_and_a_restarted_one_is_used_again() {
     let mut server = redis_or_skip!();
-    let backend = RedisBackend::builder(&server.url())
-        .timeout(Duration::from_millis(200))
-        .connect()
-        .await
-        .expect("connect");
+    let backend = server
+        .backend_timing_out_after(Duration::from_millis(200))
+        .await;
     let policy = Arc::new(Policy::new("restart", slow_quota(1000)));
     let set = single(&policy, "client-key-bytes");
     assert!(backend.acquire(&set).await.expect("call").allowed());
@@ -299,8 +293,7 @@ async fn a_killed_redis_fails_within_the_timeout_and_a_restarted_one_is_used_aga
 #[tokio::test]
 async fn one_evalsha_per_set_and_the_script_is_loaded_once() {
     let server = redis_or_skip!();
-    let mut conn = server.client();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     let per_second = Arc::new(Policy::new("stats-second", Quota::per_second(1000)));
     let per_day = Arc::new(Policy::new("stats-day", Quota::per_day(1000)));
     for i in 0..25 {
@@ -312,18 +305,8 @@ async fn one_evalsha_per_set_and_the_script_is_loaded_once() {
     for _ in 0..5 {
         backend.peek(&single(&per_day, "c0")).await.expect("peek");
     }
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
-        .expect("INFO");
-    let calls = |command: &str| -> Option<u64> {
-        let line = info
-            .lines()
-            .find(|l| l.starts_with(&format!("cmdstat_{command}:")))?;
-        line.split(&[':', ','][..])
-            .find_map(|f| f.strip_prefix("calls="))
-            .and_then(|n| n.parse().ok())
-    };
+    let info = server.command_stats();
+    let calls = |command: &str| support::command_calls(&info, command);
     assert_eq!(calls("evalsha"), Some(30), "{info}");
     // Loaded once, at connect: SCRIPT LOAD (Redis 7 names it script|load).
     let loads = calls("script|load").or_else(|| calls("script"));
@@ -389,7 +372,7 @@ async fn a_lazy_backend_starts_without_redis_and_serves_once_it_is_up() {
 #[tokio::test]
 async fn absorb_counts_over_the_limit_and_keeps_the_key_alive() {
     let server = redis_or_skip!();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
@@ -420,11 +403,9 @@ async fn a_failover_chain_writes_an_outage_back_into_a_restarted_redis() {
     use tollgate::backend::{CircuitBreaker, Failover, MemoryBackend};
 
     let mut server = redis_or_skip!();
-    let redis = RedisBackend::builder(&server.url())
-        .timeout(Duration::from_millis(200))
-        .connect()
-        .await
-        .expect("connect");
+    let redis = server
+        .backend_timing_out_after(Duration::from_millis(200))
+        .await;
     let chain = Failover::builder(redis.clone(), MemoryBackend::new())
         .breaker(
             CircuitBreaker::builder()
@@ -479,7 +460,7 @@ async fn a_failover_chain_writes_an_outage_back_into_a_restarted_redis() {
 #[tokio::test]
 async fn acquire_reports_the_server_instant_and_a_refund_there_gives_the_quota_back() {
     let server = redis_or_skip!();
-    let backend = backend(&server).await;
+    let backend = server.backend().await;
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let name = algorithm.name();
@@ -541,8 +522,7 @@ async fn acquire_reports_the_server_instant_and_a_refund_there_gives_the_quota_b
 async fn a_refund_is_one_evalsha_and_matches_the_memory_backend() {
     use tollgate::backend::MemoryBackend;
     let server = redis_or_skip!();
-    let mut conn = server.client();
-    let redis = backend(&server).await;
+    let redis = server.backend().await;
     let memory = MemoryBackend::new();
     let t = tollgate::Nanos::from_secs(1_700_000_040);
     let mut set = LimitSet::new();
@@ -561,27 +541,12 @@ async fn a_refund_is_one_evalsha_and_matches_the_memory_backend() {
         assert_eq!(r, memory.acquire_at(&set, t));
         assert_eq!(r.at(), Some(t));
     }
-    let before: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
-        .expect("INFO");
+    let before = server.command_stats();
     let r = redis.refund_at(&set, t).await.expect("refund");
-    let after: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
-        .expect("INFO");
+    let after = server.command_stats();
     assert_eq!(r, memory.refund_at(&set, t));
     assert_eq!(r.at(), Some(t));
     assert!(r.decisions().iter().all(|d| d.remaining == 2), "{r:?}");
-    let evalsha = |info: &str| -> u64 {
-        info.lines()
-            .find(|l| l.starts_with("cmdstat_evalsha:"))
-            .and_then(|l| {
-                l.split(&[':', ','][..])
-                    .find_map(|f| f.strip_prefix("calls="))
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let evalsha = |info: &str| support::command_calls(info, "evalsha").unwrap_or(0);
     assert_eq!(evalsha(&after), evalsha(&before) + 1);
 }

@@ -7,30 +7,14 @@ mod support;
 
 use std::sync::Arc;
 
-use tollgate::backend::{Backend, BlockedCache, RedisBackend};
+use tollgate::backend::{Backend, BlockedCache};
 use tollgate::key::Key;
 use tollgate::{LimitSet, Policy, Quota};
-
-fn evalsha_calls(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(conn)
-        .unwrap_or_default();
-    info.lines()
-        .find(|l| l.starts_with("cmdstat_evalsha:"))
-        .and_then(|l| {
-            l.split(&[':', ','][..])
-                .find_map(|f| f.strip_prefix("calls="))
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::test]
 async fn a_flood_over_the_limit_costs_one_redis_call_then_none() {
     let server = redis_or_skip!();
-    let mut conn = server.client();
-    let redis = RedisBackend::connect(&server.url()).await.expect("connect");
+    let redis = server.backend().await;
     let backend = BlockedCache::new(redis, 1_000);
     let set = LimitSet::single(
         Arc::new(Policy::new("blocked-flood", Quota::per_minute(5))),
@@ -43,15 +27,17 @@ async fn a_flood_over_the_limit_costs_one_redis_call_then_none() {
     }
     assert_eq!(admitted, 5);
     // Five admitted and the first denial reached Redis; 994 did not.
-    assert_eq!(evalsha_calls(&mut conn), 6);
+    assert_eq!(
+        support::command_calls(&server.command_stats(), "evalsha").unwrap_or(0),
+        6
+    );
     assert_eq!(backend.hits(), 994);
 }
 
 #[tokio::test]
 async fn without_the_cache_every_request_is_exactly_one_redis_call() {
     let server = redis_or_skip!();
-    let mut conn = server.client();
-    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    let backend = server.backend().await;
     let set = LimitSet::single(
         Arc::new(Policy::new("one-call", Quota::per_minute(5))),
         Key::from("client"),
@@ -60,5 +46,8 @@ async fn without_the_cache_every_request_is_exactly_one_redis_call() {
     for _ in 0..100 {
         backend.acquire(&set).await.expect("call");
     }
-    assert_eq!(evalsha_calls(&mut conn), 100);
+    assert_eq!(
+        support::command_calls(&server.command_stats(), "evalsha").unwrap_or(0),
+        100
+    );
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use http::{Request, StatusCode};
 use tower::ServiceExt;
 
-use tollgate::backend::{Failover, MemoryBackend, RedisBackend};
+use tollgate::backend::{Failover, MemoryBackend};
 use tollgate::{FailMode, Quota, RateLimitLayer};
 
 fn req(ip: &str) -> Request<Body> {
@@ -41,7 +41,7 @@ async fn timed(app: &Router, ip: &str) -> (StatusCode, Duration) {
 async fn connections_killed_by_the_server_are_reestablished() {
     let server = redis_or_skip!();
     let mut admin = server.client();
-    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    let backend = server.backend().await;
     let app = Router::new().route("/", get(|| async { "ok" })).layer(
         RateLimitLayer::builder()
             .backend(backend)
@@ -77,7 +77,7 @@ async fn connections_killed_by_the_server_are_reestablished() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_falls_back_to_memory_and_recovers() {
     let mut server = redis_or_skip!();
-    let redis = RedisBackend::connect(&server.url()).await.expect("connect");
+    let redis = server.backend().await;
     let backend = Failover::new(redis, MemoryBackend::new());
     let app = Router::new().route("/", get(|| async { "ok" })).layer(
         RateLimitLayer::builder()

@@ -198,6 +198,18 @@ fn start() -> Option<Deployment> {
 /// The two deployments are heavy for a 2-core machine: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A backend that finds the master of `deployment` through its sentinel.
+async fn connect(deployment: &Deployment) -> RedisBackend {
+    RedisBackend::sentinel_builder(
+        [format!("redis://127.0.0.1:{}/", deployment.sentinel_port)],
+        "mymaster",
+    )
+    .timeout(Duration::from_millis(500))
+    .connect()
+    .await
+    .expect("connect through the sentinel")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_through_sentinel_and_after_failover() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -205,14 +217,7 @@ async fn serves_through_sentinel_and_after_failover() {
         return;
     };
     let started = Instant::now();
-    let backend = RedisBackend::sentinel_builder(
-        [format!("redis://127.0.0.1:{}/", deployment.sentinel_port)],
-        "mymaster",
-    )
-    .timeout(Duration::from_millis(500))
-    .connect()
-    .await
-    .expect("connect through the sentinel");
+    let backend = connect(&deployment).await;
     assert!(!backend.is_cluster());
 
     let policy = Arc::new(Policy::new("sentinel", Quota::per_minute(3)));
@@ -284,14 +289,7 @@ async fn follows_a_manual_failover() {
     let Some(deployment) = start() else {
         return;
     };
-    let backend = RedisBackend::sentinel_builder(
-        [format!("redis://127.0.0.1:{}/", deployment.sentinel_port)],
-        "mymaster",
-    )
-    .timeout(Duration::from_millis(500))
-    .connect()
-    .await
-    .expect("connect through the sentinel");
+    let backend = connect(&deployment).await;
     let policy = Arc::new(Policy::new("manual", Quota::per_minute(100)));
     let carol = LimitSet::single(policy.clone(), Key::from("carol"), 1);
     assert!(backend.acquire(&carol).await.expect("acquire").allowed());

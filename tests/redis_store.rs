@@ -39,7 +39,7 @@ async fn load(store: &Arc<dyn SettingsStore>, map: &str) -> (u64, Vec<(String, S
 #[tokio::test]
 async fn put_and_remove_round_trip_and_move_the_version() {
     let server = redis_or_skip!();
-    let store = backend(&server.url()).await.settings();
+    let store = server.backend().await.settings();
 
     assert_eq!(store.version("overrides").await.expect("version"), 0);
     assert_eq!(load(&store, "overrides").await, (0, vec![]));
@@ -101,8 +101,8 @@ async fn keys_are_under_the_prefix_and_share_a_hash_tag() {
 #[tokio::test]
 async fn two_app_servers_on_one_redis_see_each_others_writes() {
     let server = redis_or_skip!();
-    let a = backend(&server.url()).await.settings();
-    let b = backend(&server.url()).await.settings();
+    let a = server.backend().await.settings();
+    let b = server.backend().await.settings();
 
     a.put("overrides", "alice", "100").await.expect("put");
     assert_eq!(b.version("overrides").await.expect("version"), 1);
@@ -139,7 +139,7 @@ async fn two_app_servers_on_one_redis_see_each_others_writes() {
 #[tokio::test]
 async fn odd_map_names_fields_and_values_round_trip() {
     let server = redis_or_skip!();
-    let store = backend(&server.url()).await.settings();
+    let store = server.backend().await.settings();
     let entries = [
         ("user:42", "limit=10/s"),
         ("10.0.0.0/8", ""),
@@ -171,7 +171,7 @@ async fn odd_map_names_fields_and_values_round_trip() {
 #[tokio::test]
 async fn entries_that_are_not_utf8_are_skipped_and_the_rest_loads() {
     let server = redis_or_skip!();
-    let store = backend(&server.url()).await.settings();
+    let store = server.backend().await.settings();
     store.put("overrides", "alice", "100").await.expect("put");
     store.put("overrides", "bob", "5").await.expect("put");
 
@@ -212,11 +212,9 @@ async fn entries_that_are_not_utf8_are_skipped_and_the_rest_loads() {
 #[tokio::test]
 async fn a_killed_redis_fails_within_the_timeout() {
     let mut server = redis_or_skip!();
-    let backend = RedisBackend::builder(&server.url())
-        .timeout(Duration::from_millis(200))
-        .connect()
-        .await
-        .expect("connect");
+    let backend = server
+        .backend_timing_out_after(Duration::from_millis(200))
+        .await;
     let store = backend.settings();
     store.put("overrides", "alice", "1").await.expect("put");
 
@@ -260,11 +258,9 @@ async fn a_killed_redis_fails_within_the_timeout() {
 #[tokio::test]
 async fn a_hung_redis_answers_timeout_within_the_timeout() {
     let server = redis_or_skip!();
-    let backend = RedisBackend::builder(&server.url())
-        .timeout(Duration::from_millis(200))
-        .connect()
-        .await
-        .expect("connect");
+    let backend = server
+        .backend_timing_out_after(Duration::from_millis(200))
+        .await;
     let store = backend.settings();
     store.put("overrides", "alice", "1").await.expect("warm-up");
     let sleeper = server.hang(1);

@@ -34,6 +34,16 @@ pub fn every_algorithm() -> Vec<tollgate::Algorithm> {
     ]
 }
 
+/// How many times `command` ran, from an `INFO commandstats` text
+/// (`cmdstat_<command>:calls=N,...`); `None` if it never ran.
+pub fn command_calls(stats: &str, command: &str) -> Option<u64> {
+    let prefix = format!("cmdstat_{command}:");
+    let line = stats.lines().find(|l| l.starts_with(&prefix))?;
+    line.split(&[':', ','][..])
+        .find_map(|f| f.strip_prefix("calls="))
+        .and_then(|n| n.parse().ok())
+}
+
 /// `limit` per 300 days: a period no test run can cross a window of.
 pub fn slow_quota(limit: u64) -> tollgate::Quota {
     tollgate::Quota::new(limit, Duration::from_secs(300 * 86_400))
@@ -258,6 +268,34 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A `RedisBackend` on this server, every setting at its default.
+    pub async fn backend(&self) -> tollgate::backend::RedisBackend {
+        tollgate::backend::RedisBackend::connect(&self.url())
+            .await
+            .expect("connect")
+    }
+
+    /// A `RedisBackend` on this server that gives up on a command after
+    /// `timeout` (for the tests that hang or kill the server).
+    pub async fn backend_timing_out_after(
+        &self,
+        timeout: Duration,
+    ) -> tollgate::backend::RedisBackend {
+        tollgate::backend::RedisBackend::builder(&self.url())
+            .timeout(timeout)
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// The server's `INFO commandstats`.
+    pub fn command_stats(&self) -> String {
+        redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.client())
+            .expect("INFO commandstats")
     }
 
     /// A plain (synchronous) connection for inspecting the server.
