@@ -529,18 +529,17 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         let mut table = RouteTable::default();
         let mut levels = Vec::new();
         for (kind, pattern, rule) in self.levels {
-            let parsed = match kind {
-                LevelKind::Group => Pattern::parse_group(&pattern),
-                LevelKind::Route => Pattern::parse(&pattern),
-            };
-            match parsed {
-                Ok(parsed) => {
-                    match kind {
-                        LevelKind::Group => table.add_group(&parsed, levels.len()),
-                        LevelKind::Route => table.add_route(&parsed, levels.len()),
-                    }
-                    levels.push(Level::compile(rule, &pattern, self.algorithm));
+            let index = levels.len();
+            let added = match kind {
+                LevelKind::Group => {
+                    Pattern::parse_group(&pattern).map(|parsed| table.add_group(&parsed, index))
                 }
+                LevelKind::Route => {
+                    Pattern::parse(&pattern).map(|parsed| table.add_route(&parsed, index))
+                }
+            };
+            match added {
+                Ok(()) => levels.push(Level::compile(rule, &pattern, self.algorithm)),
                 Err(error) => errors.push(ConfigError::Pattern(error)),
             }
         }

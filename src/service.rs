@@ -119,9 +119,6 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        if let Some(problem) = &shared.misconfigured {
-            return ResponseFuture::done(problem.to_response(), tracing::Span::none());
-        }
         let (parts, body) = req.into_parts();
         let (set, counts_only) = match screen(shared, &parts) {
             Resolution::Limit(set, counts_only) => (set, counts_only),
@@ -216,9 +213,6 @@ pub(crate) async fn check_head<K: KeyExtractor, B: Backend>(
     shared: &Arc<Shared<K, B>>,
     parts: &Parts,
 ) -> Result<Option<Checked>, Response<Bytes>> {
-    if let Some(problem) = &shared.misconfigured {
-        return Err(problem.to_response());
-    }
     let set = match screen(shared, parts) {
         Resolution::Limit(set, _) => set,
         Resolution::Unlimited => return Ok(None),
@@ -242,9 +236,13 @@ pub(crate) async fn check_head<K: KeyExtractor, B: Backend>(
     }
 }
 
-/// Access lists by address first (they need no key), then the policy
-/// resolution: keys, key lists, the levels that apply.
+/// A misconfigured layer's 500 first, then access lists by address (they
+/// need no key), then the policy resolution: keys, key lists, the levels
+/// that apply.
 fn screen<K: KeyExtractor, B>(shared: &Shared<K, B>, parts: &Parts) -> Resolution {
+    if let Some(problem) = &shared.misconfigured {
+        return Resolution::Answer(problem.clone());
+    }
     let access = shared.access.as_ref();
     match access.map_or(Access::Limit, |a| a.check_request(parts)) {
         Access::Deny => return Resolution::Answer(forbidden()),
