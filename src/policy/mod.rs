@@ -74,6 +74,12 @@ pub struct Policy {
     limit_value: HeaderValue,
 }
 
+/// Whether a policy name may hold byte `b` (checked by
+/// [`Policy::validate`], kept by names made from route patterns).
+pub(crate) fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.:/".contains(&b)
+}
+
 impl Policy {
     /// A policy named `name` with `quota`, GCRA and a cost of 1.
     pub fn new(name: impl Into<Arc<str>>, quota: Quota) -> Self {
@@ -189,12 +195,7 @@ impl Policy {
 
     /// Checks the quota, the algorithm's constraints and the name.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
-        {
+        if self.name.is_empty() || !self.name.bytes().all(is_name_byte) {
             return Err(PolicyError::BadName(self.name.to_string()));
         }
         self.quota.validate().map_err(|source| PolicyError::Quota {

@@ -91,7 +91,7 @@ impl Resolver {
             let Some(level) = &self.default else {
                 return Resolution::Unlimited;
             };
-            let key = match layer_key(extractor, access, parts) {
+            let key = match listed_key(extractor, access, parts) {
                 Ok(Some(key)) => key,
                 Ok(None) => return Resolution::Unlimited,
                 Err(settled) => return settled.into(),
@@ -117,18 +117,15 @@ impl Resolver {
         let mut shared_key = LayerKey::NotYet;
         for level in levels {
             let key = match &level.key {
-                Some(own) => match key_of(&**own, parts) {
-                    Ok(Some(key)) => match listed(access, &key) {
-                        Access::Deny => return Resolution::Answer(super::access::forbidden()),
-                        Access::Allow => continue,
-                        Access::Limit => key,
-                    },
-                    Ok(None) => continue,
-                    Err(problem) => return Resolution::Answer(problem),
+                // An allowed key passes this level unlimited, not the request.
+                Some(own) => match listed_key(&**own, access, parts) {
+                    Ok(Some(key)) => key,
+                    Ok(None) | Err(Settled::Unlimited) => continue,
+                    Err(Settled::Answer(problem)) => return Resolution::Answer(problem),
                 },
                 None => {
                     if let LayerKey::NotYet = shared_key {
-                        shared_key = match layer_key(extractor, access, parts) {
+                        shared_key = match listed_key(extractor, access, parts) {
                             Ok(Some(key)) => LayerKey::Found(key),
                             Ok(None) => LayerKey::Absent,
                             Err(settled) => return settled.into(),
@@ -161,11 +158,11 @@ impl Resolver {
     }
 }
 
-/// The layer's key, checked against the key lists: `Ok(None)` when its
-/// levels are left out; `Err` when the request is settled here (a key
-/// problem or a denied key answers it, an allowed key passes it unlimited).
-fn layer_key<K: KeyExtractor>(
-    extractor: &K,
+/// An extractor's key, checked against the key lists: `Ok(None)` when its
+/// levels are left out; `Err` when it settles them (a key problem or a
+/// denied key answers the request, an allowed key passes them unlimited).
+fn listed_key<E: super::DynExtractor + ?Sized>(
+    extractor: &E,
     access: Option<&AccessList>,
     parts: &Parts,
 ) -> Result<Option<Key>, Settled> {

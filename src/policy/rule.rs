@@ -432,7 +432,7 @@ pub(crate) fn policy_name_for(pattern: &str) -> String {
         .trim()
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.:/".contains(c) {
+            if u8::try_from(c).is_ok_and(super::is_name_byte) {
                 c
             } else {
                 '_'
