@@ -130,6 +130,17 @@ impl Algorithm {
         Ok(())
     }
 
+    /// Where a fixed window of this key starts within each period: at the
+    /// clock's period boundaries, or (staggered) offset by the key's hash.
+    fn window_offset(&self, quota: &Quota, key_hash: u64) -> Nanos {
+        match self {
+            Algorithm::FixedWindowStaggered => {
+                Nanos::new(key_hash % quota.period_nanos().as_u64().max(1))
+            }
+            _ => Nanos::ZERO,
+        }
+    }
+
     /// Decides one request. Pure: the caller passes the stored state and the
     /// time, and applies the returned [`Commit`] only if it wants the
     /// request counted (all limits of a set allowed it).
@@ -141,12 +152,12 @@ impl Algorithm {
             Algorithm::LeakyBucketQueue { max_delay } => {
                 leaky_bucket::check(quota, state, input, Nanos::from(*max_delay))
             }
-            Algorithm::FixedWindow => fixed_window::check(quota, state, input, Nanos::ZERO),
-            Algorithm::FixedWindowStaggered => {
-                let period = quota.period_nanos().as_u64().max(1);
-                let offset = Nanos::new(input.key_hash % period);
-                fixed_window::check(quota, state, input, offset)
-            }
+            Algorithm::FixedWindow | Algorithm::FixedWindowStaggered => fixed_window::check(
+                quota,
+                state,
+                input,
+                self.window_offset(quota, input.key_hash),
+            ),
             Algorithm::SlidingWindow => sliding_window::check(quota, state, input),
             Algorithm::SlidingWindowLog => sliding_log::check(quota, state, input),
         }
@@ -210,12 +221,12 @@ impl Algorithm {
                 Algorithm::LeakyBucket | Algorithm::LeakyBucketQueue { .. } => {
                     leaky_bucket::force(quota, state, input)
                 }
-                Algorithm::FixedWindow => fixed_window::force(quota, state, input, Nanos::ZERO),
-                Algorithm::FixedWindowStaggered => {
-                    let period = quota.period_nanos().as_u64().max(1);
-                    let offset = Nanos::new(input.key_hash % period);
-                    fixed_window::force(quota, state, input, offset)
-                }
+                Algorithm::FixedWindow | Algorithm::FixedWindowStaggered => fixed_window::force(
+                    quota,
+                    state,
+                    input,
+                    self.window_offset(quota, input.key_hash),
+                ),
                 Algorithm::SlidingWindow => sliding_window::force(quota, state, input),
                 Algorithm::SlidingWindowLog => sliding_log::force(quota, state, input),
             }
@@ -302,12 +313,12 @@ impl Algorithm {
             Algorithm::LeakyBucket | Algorithm::LeakyBucketQueue { .. } => {
                 leaky_bucket::refund(quota, state, input)
             }
-            Algorithm::FixedWindow => fixed_window::refund(quota, state, input, Nanos::ZERO),
-            Algorithm::FixedWindowStaggered => {
-                let period = quota.period_nanos().as_u64().max(1);
-                let offset = Nanos::new(input.key_hash % period);
-                fixed_window::refund(quota, state, input, offset)
-            }
+            Algorithm::FixedWindow | Algorithm::FixedWindowStaggered => fixed_window::refund(
+                quota,
+                state,
+                input,
+                self.window_offset(quota, input.key_hash),
+            ),
             Algorithm::SlidingWindow => sliding_window::refund(quota, state, input),
             Algorithm::SlidingWindowLog => sliding_log::refund(state, input),
         }

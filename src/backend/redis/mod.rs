@@ -559,8 +559,9 @@ enum Mode {
     Peek,
     Reset,
     Absorb,
-    /// Undo what an acquire at an explicit instant committed (cluster
-    /// sets split over slots, when another slot denied).
+    /// Undo what an acquire at an explicit instant committed: a split
+    /// cluster set's slots when another slot denied, and
+    /// [`Backend::refund`](super::Backend::refund).
     Refund,
 }
 
@@ -850,6 +851,14 @@ impl Inner {
             }
             self.invoke(&call).await
         };
+        self.bounded(work).await
+    }
+
+    /// Runs `work` within the backend's timeout.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(BackendError::Timeout(self.timeout)),
             Ok(result) => result,
@@ -1050,7 +1059,7 @@ impl Backend for RedisBackend {
     /// Overrides and access lists live on the server, shared by every
     /// layer connected to it (see [`RedisBackend::settings`]).
     fn store(&self) -> Option<std::sync::Arc<dyn crate::backend::SettingsStore>> {
-        Some(self.settings_store())
+        Some(self.settings())
     }
 
     /// Gives back what an acquire at `at` counted, with

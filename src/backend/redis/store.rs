@@ -2,7 +2,6 @@
 //! and read by small Lua scripts on the backend's own connection.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use ::redis::{Script, Value};
@@ -74,12 +73,6 @@ impl RedisBackend {
     /// `load` with a warning (which names the map, not the entry's bytes);
     /// the other entries load.
     pub fn settings(&self) -> Arc<dyn SettingsStore> {
-        self.settings_store()
-    }
-
-    /// The [`SettingsStore`] of this backend (see
-    /// [`RedisBackend::settings`]).
-    pub(crate) fn settings_store(&self) -> Arc<dyn SettingsStore> {
         Arc::new(RedisSettings {
             backend: self.clone(),
             put: Script::new(PUT),
@@ -198,18 +191,6 @@ fn text(value: Value) -> Option<String> {
 }
 
 impl RedisSettings {
-    /// Runs `work` within the backend's timeout.
-    async fn bounded<T>(
-        &self,
-        work: impl Future<Output = Result<T, BackendError>>,
-    ) -> Result<T, BackendError> {
-        let timeout = self.backend.inner.timeout;
-        match tokio::time::timeout(timeout, work).await {
-            Err(_) => Err(BackendError::Timeout(timeout)),
-            Ok(result) => result,
-        }
-    }
-
     /// Runs `script` on map `map`'s two keys (`EVALSHA`, loading the
     /// script on `NOSCRIPT`); on a cluster, routed by the keys' slot.
     async fn run(&self, script: &Script, map: &str, args: &[&str]) -> Result<Value, BackendError> {
@@ -222,13 +203,15 @@ impl RedisSettings {
             invocation.arg(*arg);
         }
         let mut connection = self.backend.inner.connection.clone();
-        self.bounded(async move {
-            invocation
-                .invoke_async::<Value>(&mut connection)
-                .await
-                .map_err(|e| BackendError::Unavailable(describe(&e)))
-        })
-        .await
+        self.backend
+            .inner
+            .bounded(async move {
+                invocation
+                    .invoke_async::<Value>(&mut connection)
+                    .await
+                    .map_err(|e| BackendError::Unavailable(describe(&e)))
+            })
+            .await
     }
 }
 
@@ -255,6 +238,8 @@ impl SettingsStore for RedisSettings {
             get.arg(version_key(&self.backend.inner.prefix, map));
             let mut connection = self.backend.inner.connection.clone();
             let reply = self
+                .backend
+                .inner
                 .bounded(async {
                     get.query_async::<Value>(&mut connection)
                         .await
