@@ -166,7 +166,10 @@ async fn exempt_routes_are_never_limited_and_methods_select_routes() {
     // POST /api/search is not the GET route: only global and api apply.
     let app = routes().layer(stacked());
     let res = send(&app, req("POST", "/api/search", "192.0.2.5")).await;
-    assert!(!header(&res, "ratelimit-policy").contains("search"));
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        "\"global\";q=5;w=3600, \"api\";q=3;w=3600"
+    );
     // HEAD is covered by a GET route, as in axum.
     let res = send(&app, req("HEAD", "/api/search", "192.0.2.5")).await;
     assert!(header(&res, "ratelimit-policy").contains("\"search\""));
@@ -342,17 +345,15 @@ async fn cost_from_content_length_counts_bytes_and_says_so() {
         .build()
         .unwrap();
     let app = routes().layer(layer);
-    let upload = |len: Option<&'static [u8]>| {
+    let upload = |len: &'static [u8]| {
         let mut r = req("POST", "/upload", "192.0.2.30");
-        if let Some(len) = len {
-            r.headers_mut().insert(
-                "content-length",
-                http::HeaderValue::from_bytes(len).unwrap(),
-            );
-        }
+        r.headers_mut().insert(
+            "content-length",
+            http::HeaderValue::from_bytes(len).unwrap(),
+        );
         r
     };
-    let res = send(&app, upload(Some(b"400"))).await;
+    let res = send(&app, upload(b"400")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         header(&res, "ratelimit-policy"),
@@ -360,16 +361,20 @@ async fn cost_from_content_length_counts_bytes_and_says_so() {
     );
     assert_eq!(header(&res, "x-ratelimit-remaining"), "600");
     // Malformed (and absent) lengths pay the configured 500.
-    let res = send(&app, upload(Some(b"12abc"))).await;
+    let res = send(&app, upload(b"12abc")).await;
     assert_eq!(header(&res, "x-ratelimit-remaining"), "100");
-    let res = send(&app, upload(Some(b"101"))).await;
+    let res = send(&app, upload(b"101")).await;
     assert_eq!(
         res.status(),
         StatusCode::TOO_MANY_REQUESTS,
         "101 bytes > 100 left"
     );
-    let res = send(&app, upload(Some(b"100"))).await;
+    let res = send(&app, upload(b"100")).await;
     assert_eq!(res.status(), StatusCode::OK);
+    // A request without a length (another client) pays 500 too.
+    let res = send(&app, req("POST", "/upload", "192.0.2.31")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), "500");
 }
 
 #[tokio::test]
@@ -475,6 +480,16 @@ async fn a_skipped_rule_key_leaves_only_that_level_out() {
     let app = routes().layer(layer);
     let res = send(&app, req("GET", "/api/items", "192.0.2.60")).await;
     assert_eq!(header(&res, "ratelimit-policy"), "\"global\";q=2;w=3600");
+    // With the header the rule's level applies again, beside the global one.
+    let mut with_tenant = req("GET", "/api/items", "192.0.2.61");
+    with_tenant
+        .headers_mut()
+        .insert("x-tenant", http::HeaderValue::from_static("acme"));
+    let res = send(&app, with_tenant).await;
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        "\"global\";q=2;w=3600, \"tenant\";q=1;w=3600"
+    );
 }
 
 #[test]

@@ -275,17 +275,8 @@ async fn a_killed_redis_fails_within_the_timeout_and_a_restarted_one_is_used_aga
     // A fresh server (no script loaded, no state) on the same port: the
     // same backend reconnects and reloads the script on NOSCRIPT.
     server.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let outcome = loop {
-        match backend.acquire(&set).await {
-            Ok(outcome) => break outcome,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("no recovery after a restart: {e}"),
-        }
-    };
+    let outcome =
+        support::retry_until_ok("no recovery after a restart", || backend.acquire(&set)).await;
     assert!(outcome.allowed());
     assert_eq!(outcome.decisions()[0].remaining, 999, "state starts over");
 }
@@ -356,17 +347,8 @@ async fn a_lazy_backend_starts_without_redis_and_serves_once_it_is_up() {
     assert!(backend.acquire(&set).await.is_err());
     assert!(started.elapsed() < Duration::from_millis(900));
     server.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match backend.acquire(&set).await {
-            Ok(o) => {
-                assert!(o.allowed());
-                break;
-            }
-            Err(e) if Instant::now() >= deadline => panic!("never connected: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let outcome = support::retry_until_ok("never connected", || backend.acquire(&set)).await;
+    assert!(outcome.allowed());
 }
 
 #[tokio::test]

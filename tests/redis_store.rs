@@ -238,17 +238,10 @@ async fn a_killed_redis_fails_within_the_timeout() {
     // A restarted (empty) server on the same port serves again, scripts
     // reloaded on NOSCRIPT.
     server.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match store.put("overrides", "carol", "3").await {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("no recovery after a restart: {e}"),
-        }
-    }
+    support::retry_until_ok("no recovery after a restart", || {
+        store.put("overrides", "carol", "3")
+    })
+    .await;
     assert_eq!(
         load(&store, "overrides").await,
         (1, pairs(&[("carol", "3")]))

@@ -17,6 +17,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Calls `attempt` until it succeeds, 50 ms apart, for at most five
+/// seconds (a restarted server coming back); then panics with `what` and
+/// the last error.
+pub async fn retry_until_ok<T, E, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) if Instant::now() >= deadline => panic!("{what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Every algorithm, for tests that run each one.
 pub fn every_algorithm() -> Vec<tollgate::Algorithm> {
     use tollgate::Algorithm;
