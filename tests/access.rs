@@ -2,16 +2,15 @@
 //! limited, denied ones get 403 problem+json, by range or by key, and the
 //! lists change at runtime.
 
-use std::net::SocketAddr;
+mod common;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use http::{HeaderName, Request, StatusCode};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 
+use common::{req, send};
 use tollgate::key::{ClientIp, Header, Key};
 use tollgate::{AccessList, Quota, RateLimitLayer};
 
@@ -25,16 +24,13 @@ fn app(access: AccessList) -> Router {
     )
 }
 
+/// `GET /` from `ip`.
 fn from(ip: &str) -> Request<Body> {
-    let mut r = Request::get("/").body(Body::empty()).unwrap();
-    r.extensions_mut().insert(ConnectInfo(
-        format!("{ip}:1000").parse::<SocketAddr>().unwrap(),
-    ));
-    r
+    req("GET", "/", ip)
 }
 
 async fn status(app: &Router, r: Request<Body>) -> StatusCode {
-    app.clone().oneshot(r).await.unwrap().status()
+    send(app, r).await.status()
 }
 
 #[tokio::test]
@@ -44,14 +40,14 @@ async fn allowed_ranges_are_never_limited_and_denied_ones_get_403() {
         .denying(["203.0.113.0/24".parse().unwrap()]);
     let app = app(access);
     for _ in 0..5 {
-        let res = app.clone().oneshot(from("10.1.2.3")).await.unwrap();
+        let res = send(&app, from("10.1.2.3")).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert!(
             !res.headers().contains_key("x-ratelimit-limit"),
             "allowed: not limited"
         );
     }
-    let res = app.clone().oneshot(from("203.0.113.50")).await.unwrap();
+    let res = send(&app, from("203.0.113.50")).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let body = res.into_body().collect().await.unwrap().to_bytes();
