@@ -980,16 +980,10 @@ impl Ledger {
         }
     }
 
-    /// Forgets the set's keys.
+    /// Forgets the set's keys (all their units taken off).
     fn forget(&self, set: &LimitSet) {
-        if self.len() == 0 {
-            return;
-        }
         for limit in set.limits() {
-            let k = (limit.policy.id(), limit.key.clone());
-            if self.shard(&k).map.remove(&k).is_some() {
-                self.len.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.take(limit, u64::MAX);
         }
     }
 }
