@@ -242,7 +242,7 @@ pub(crate) fn write<T: Item>(
             put(
                 headers,
                 RATELIMIT_LIMIT.clone(),
-                number(policy.quota().limit()),
+                policy.limit_header_value().clone(),
             );
             put(
                 headers,
