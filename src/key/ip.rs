@@ -692,7 +692,9 @@ impl ClientIp {
     /// The client's address as [`extract`](KeyExtractor::extract) resolves
     /// it (trusted proxies walked, IPv4-mapped collapsed, not masked), for
     /// allow and deny lists; `None` without a peer address or when a
-    /// single-value header is duplicated. Logs nothing.
+    /// single-value header is duplicated. Of `extract`'s once-only
+    /// warnings it can log only one: a trusted proxy that sent another
+    /// forwarding header than the configured one.
     pub fn client_addr(&self, parts: &Parts) -> Option<IpAddr> {
         let peer = peer_addr(parts)?.ip().to_canonical();
         if self.is_trusted(peer) {
