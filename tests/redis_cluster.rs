@@ -61,15 +61,7 @@ fn cluster_backend_passes_the_conformance_table() {
         .expect("tokio runtime");
     let backend = rt.block_on(backend(&cluster));
     assert!(backend.is_cluster());
-    conformance::run_table(|op, set, now| {
-        let call = async {
-            match op {
-                conformance::Op::Acquire => backend.acquire_at(set, now).await,
-                conformance::Op::Refund => backend.refund_at(set, now).await,
-            }
-        };
-        rt.block_on(call).expect("redis call")
-    });
+    conformance::run_table_on_redis(&rt, &backend);
 }
 
 #[tokio::test]

@@ -6,25 +6,7 @@
 mod conformance;
 mod support;
 
-use conformance::Op;
 use tollgate::backend::RedisBackend;
-use tollgate::{LimitSet, Nanos, Outcome};
-
-fn run(
-    rt: &tokio::runtime::Runtime,
-    backend: &RedisBackend,
-    op: Op,
-    set: &LimitSet,
-    now: Nanos,
-) -> Outcome {
-    let call = async {
-        match op {
-            Op::Acquire => backend.acquire_at(set, now).await,
-            Op::Refund => backend.refund_at(set, now).await,
-        }
-    };
-    rt.block_on(call).expect("redis call")
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -40,7 +22,7 @@ fn redis_backend_passes_the_conformance_table() {
     let backend = rt
         .block_on(RedisBackend::connect(&server.url()))
         .expect("connect");
-    conformance::run_table(|op, set, now| run(&rt, &backend, op, set, now));
+    conformance::run_table_on_redis(&rt, &backend);
 }
 
 #[test]
@@ -54,5 +36,5 @@ fn redis_backend_passes_the_conformance_table_with_a_custom_prefix() {
                 .connect(),
         )
         .expect("connect");
-    conformance::run_table(|op, set, now| run(&rt, &backend, op, set, now));
+    conformance::run_table_on_redis(&rt, &backend);
 }

@@ -685,6 +685,21 @@ pub fn table() -> Vec<Scenario> {
     table
 }
 
+/// [`run_table`] on a Redis backend (one node or a cluster), each step one
+/// call at its instant, awaited on `rt`.
+#[cfg(feature = "redis")]
+pub fn run_table_on_redis(rt: &tokio::runtime::Runtime, backend: &tollgate::backend::RedisBackend) {
+    run_table(|op, set, now| {
+        let call = async {
+            match op {
+                Op::Acquire => backend.acquire_at(set, now).await,
+                Op::Refund => backend.refund_at(set, now).await,
+            }
+        };
+        rt.block_on(call).expect("redis call")
+    });
+}
+
 /// Runs every scenario through `run`, a backend driven at explicit
 /// instants (`Op::Acquire`: acquire at the instant; `Op::Refund`: refund
 /// of an acquire at the instant); panics with the scenario, step and field
