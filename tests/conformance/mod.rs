@@ -86,13 +86,8 @@ const fn deny(
     legacy: [&'static str; 3],
 ) -> Step {
     Step {
-        op: Op::Acquire,
-        at_ms,
-        cost,
         allowed: false,
-        decisions: d,
-        legacy,
-        ietf: "",
+        ..allow(at_ms, cost, d, legacy)
     }
 }
 
@@ -107,12 +102,7 @@ const fn refund(
 ) -> Step {
     Step {
         op: Op::Refund,
-        at_ms,
-        cost,
-        allowed: true,
-        decisions: d,
-        legacy,
-        ietf: "",
+        ..allow(at_ms, cost, d, legacy)
     }
 }
 
