@@ -44,7 +44,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter};
 use tollgate::backend::{Acquire, Backend, MemoryBackend};
 use tollgate::key::Key;
-use tollgate::{Algorithm, LimitSet, Policy, Quota};
+use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}};
 
 /// The algorithms benchmarked, with the names used in benchmark ids.
 const ALGORITHMS: [(&str, Algorithm); 6] = [

@@ -162,9 +162,7 @@ fn body_mapping_layer() -> Router {
 /// constant values (no formatting, no allocation, no rate limiting): the
 /// floor for any limiter that emits both header sets through `HeaderMap`.
 fn five_static_headers() -> Router {
-    use tollgate::headers::{
-        RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
-    };
+    use tollgate::headers::{RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
     app().layer(tower::util::MapResponseLayer::new(
         |mut res: http::Response<Body>| {
             let headers = res.headers_mut();
@@ -186,7 +184,7 @@ fn tollgate(quota: tollgate::Quota) -> Router {
 }
 
 /// tollgate with another header style (to compare like with like).
-fn tollgate_styled(quota: tollgate::Quota, style: tollgate::HeaderStyle) -> Router {
+fn tollgate_styled(quota: tollgate::Quota, style: tollgate::headers::HeaderStyle) -> Router {
     let layer = tollgate::RateLimitLayer::builder()
         .quota(quota)
         .headers(style)
@@ -246,7 +244,7 @@ fn allow_path(c: &mut Criterion) {
     bench_router(&mut group, &rt, "five_static_headers", &router, peer, ok);
     let quota = tollgate::Quota::new(u64::from(ALLOW_PER_SECOND), Duration::from_secs(1));
     bench_router(&mut group, &rt, "tollgate", &tollgate(quota), peer, ok);
-    let router = tollgate_styled(quota, tollgate::HeaderStyle::Legacy);
+    let router = tollgate_styled(quota, tollgate::headers::HeaderStyle::Legacy);
     bench_router(
         &mut group,
         &rt,
@@ -255,7 +253,7 @@ fn allow_path(c: &mut Criterion) {
         peer,
         ok,
     );
-    let router = tollgate_styled(quota, tollgate::HeaderStyle::None);
+    let router = tollgate_styled(quota, tollgate::headers::HeaderStyle::None);
     bench_router(&mut group, &rt, "tollgate_no_headers", &router, peer, ok);
     let router = tower_governor_plain(period, burst);
     bench_router(&mut group, &rt, "tower_governor", &router, peer, ok);

@@ -15,9 +15,7 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::request::Parts;
 use http::{HeaderName, Request};
-use tollgate::key::{
-    ClientIp, ClientIpHeader, Extracted, Header, KeyExtractor, KeyExtractorExt, Method, Query, User,
-};
+use tollgate::key::{ClientIp, ClientIpHeader, Extracted, Header, KeyExtractor, KeyExtractorExt, Query, RequestMethod, User};
 
 fn head(uri: &str, peer: &str, headers: &[(&str, String)]) -> Parts {
     let mut b = Request::get(uri);
@@ -150,7 +148,7 @@ fn extractors(c: &mut Criterion) {
 fn access_lists(c: &mut Criterion) {
     let mut g = c.benchmark_group("access_list");
     for n in [100u32, 100_000] {
-        let list = tollgate::AccessList::new().denying((0..n).filter_map(|i| {
+        let list = tollgate::settings::AccessList::new().denying((0..n).filter_map(|i| {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
             ipnet::Ipv4Net::new(addr, 24).ok().map(ipnet::IpNet::V4)
         }));

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use tollgate::backend::{Acquire, Backend, MemoryBackend};
 use tollgate::key::Key;
-use tollgate::{Algorithm, LimitSet, Policy, Quota};
+use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}};
 
 /// How many distinct keys each case inserts.
 const KEYS: usize = 1_000_000;

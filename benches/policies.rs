@@ -42,7 +42,7 @@ use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
 use tollgate::policy::Rule;
-use tollgate::{AccessList, HeaderStyle, Quota, RateLimitLayer};
+use tollgate::{Quota, RateLimitLayer, headers::HeaderStyle, settings::AccessList};
 
 fn quota() -> Quota {
     Quota::new(1_000_000_000, Duration::from_secs(1))

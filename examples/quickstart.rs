@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 
 use axum::{routing::get, Router};
-use tollgate::{HeaderStyle, Quota, RateLimitLayer};
+use tollgate::{Quota, RateLimitLayer, headers::HeaderStyle};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -105,7 +105,7 @@ fn with_redis(
 ) -> Result<Router, Box<dyn std::error::Error>> {
     use tollgate::backend::{Failover, MemoryBackend};
     // Lazy: the app starts even if Redis is down; the failover answers.
-    let redis = tollgate::RedisBackend::builder(url).connect_lazy()?;
+    let redis = tollgate::backend::RedisBackend::builder(url).connect_lazy()?;
     let backend = Failover::new(redis, MemoryBackend::new());
     Ok(app.layer(
         RateLimitLayer::builder()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::backend::{Backend, RedisBackend};
 use tollgate::key::Key;
-use tollgate::{LimitSet, Policy, Quota};
+use tollgate::{Quota, policy::{LimitSet, Policy}};
 
 fn env(name: &str, default: u64) -> Result<u64, String> {
     match std::env::var(name) {

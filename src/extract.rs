@@ -23,8 +23,7 @@ use http::request::Parts;
 
 use crate::backend::Backend;
 use crate::key::KeyExtractor;
-use crate::layer::RateLimitLayer;
-use crate::service::{check_head, Checked};
+use crate::layer::{Admission, RateLimitLayer};
 
 /// Names the limiter of a handler: a [`RateLimitLayer`] that lives for the
 /// whole program (a `static`, e.g. in a `LazyLock`).
@@ -41,7 +40,7 @@ use crate::service::{check_head, Checked};
 /// struct Login;
 /// impl HandlerLimit for Login {
 ///     type Key = tollgate::key::ClientIp;
-///     type Backend = tollgate::MemoryBackend;
+///     type Backend = tollgate::backend::MemoryBackend;
 ///     fn layer() -> &'static RateLimitLayer { &LOGIN }
 /// }
 ///
@@ -64,7 +63,7 @@ pub trait HandlerLimit: 'static {
 /// Proof that a request passed the limiter `L`: take it as a handler
 /// argument. Rejections are whole responses (429, 403, 401, 503…).
 pub struct Limited<L> {
-    checked: Option<Checked>,
+    admission: Option<Admission>,
     _limit: PhantomData<fn() -> L>,
 }
 
@@ -72,7 +71,7 @@ impl<L> Limited<L> {
     /// Whether the request was checked (`false` when it passed unlimited:
     /// an exempt route, an allow-listed client, a skipped key).
     pub fn was_checked(&self) -> bool {
-        self.checked.is_some()
+        self.admission.is_some()
     }
 }
 
@@ -80,7 +79,7 @@ impl<L> fmt::Debug for Limited<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limited")
             .field("limit", &std::any::type_name::<L>())
-            .field("checked", &self.checked.is_some())
+            .field("checked", &self.admission.is_some())
             .finish()
     }
 }
@@ -93,9 +92,9 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match check_head(&L::layer().shared, parts).await {
-            Ok(checked) => Ok(Limited {
-                checked,
+        match L::layer().check_head(parts).await {
+            Ok(admission) => Ok(Limited {
+                admission,
                 _limit: PhantomData,
             }),
             Err(answer) => Err(answer.map(axum::body::Body::from)),
@@ -107,8 +106,8 @@ impl<L> IntoResponseParts for Limited<L> {
     type Error = std::convert::Infallible;
 
     fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
-        if let Some(checked) = &self.checked {
-            checked.write_headers(res.headers_mut());
+        if let Some(admission) = &self.admission {
+            admission.write_headers(res.headers_mut());
         }
         Ok(res)
     }

@@ -7,16 +7,16 @@
 //!   -08 … -11), one item per policy;
 //! - on a 429: `Retry-After` (delay seconds, rounded up), `Cache-Control: no-store`.
 
-use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use http::HeaderMap;
 
-use crate::algorithm::Decision;
-use crate::policy::Policy;
+use crate::Decision;
 use crate::time::Nanos;
 
 /// `X-RateLimit-Limit`.
@@ -39,7 +39,7 @@ pub static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-rese
 /// Which rate-limit headers responses carry.
 ///
 /// ```
-/// use tollgate::{HeaderStyle, Quota, RateLimitLayer};
+/// use tollgate::{Quota, RateLimitLayer, headers::HeaderStyle};
 ///
 /// let layer = RateLimitLayer::builder()
 ///     .quota(Quota::per_minute(60))
@@ -89,16 +89,84 @@ pub(crate) struct HeaderConfig {
     pub(crate) reset: ResetFormat,
 }
 
-/// A policy with its decision, as the caller holds them: borrowed (the
-/// public `write_headers`) or owned (the service's check, written from
-/// where it is kept rather than collected into a borrowed copy).
-pub(crate) trait Item {
-    fn policy(&self) -> &Policy;
+/// What one policy says in the rate-limit headers: its name, limit and
+/// window, with the values that never change per request formatted once,
+/// when the policy is made ([`Policy::header`](crate::policy::Policy::header)).
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::headers::PolicyHeader;
+///
+/// let h = PolicyHeader::new("search".into(), 10, Duration::from_secs(60), None);
+/// assert_eq!(h.ietf_item(), "\"search\";q=10;w=60");
+/// ```
+#[derive(Clone)]
+pub struct PolicyHeader {
+    name: Arc<str>,
+    limit: u64,
+    /// The window in whole seconds, rounded up, at least 1 (the drafts'
+    /// `w` is an integer).
+    window_secs: u64,
+    /// `"name";q=..;w=..`: the policy's item in `RateLimit-Policy`.
+    ietf_item: Arc<str>,
+    /// `ietf_item` as a header value: a single-policy `RateLimit-Policy`
+    /// (`None` if the name cannot be one, which `Policy::validate` rejects).
+    ietf_value: Option<HeaderValue>,
+    /// The limit as a header value (`X-RateLimit-Limit`), made once: for
+    /// the usual limits, a value over static bytes, so that cloning it
+    /// touches no reference count shared between threads.
+    limit_value: HeaderValue,
+}
+
+impl PolicyHeader {
+    /// The header values of a policy `name` admitting `limit` units per
+    /// `window`, counted in `unit` (`RateLimit-Policy`'s `qu`) when not
+    /// requests.
+    pub fn new(name: Arc<str>, limit: u64, window: Duration, unit: Option<&'static str>) -> Self {
+        let window_secs = Nanos::from(window).as_secs_ceil().max(1);
+        let ietf_item: Arc<str> = match unit {
+            Some(unit) => format!("\"{name}\";q={limit};qu=\"{unit}\";w={window_secs}"),
+            None => format!("\"{name}\";q={limit};w={window_secs}"),
+        }
+        .into();
+        PolicyHeader {
+            ietf_value: HeaderValue::from_str(&ietf_item).ok(),
+            limit_value: number(limit),
+            ietf_item,
+            name,
+            limit,
+            window_secs,
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The policy's item in `RateLimit-Policy`, e.g. `"default";q=100;w=60`.
+    pub fn ietf_item(&self) -> &str {
+        &self.ietf_item
+    }
+}
+
+impl fmt::Debug for PolicyHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PolicyHeader").field(&self.ietf_item).finish()
+    }
+}
+
+/// A policy's header values with its decision, as the caller holds them:
+/// borrowed (the public [`write_headers`]) or owned (a check's items,
+/// written from where they are kept rather than collected into a borrowed
+/// copy).
+pub(crate) trait HeaderItem {
+    fn header(&self) -> &PolicyHeader;
     fn decision(&self) -> &Decision;
 }
 
-impl Item for (&Policy, &Decision) {
-    fn policy(&self) -> &Policy {
+impl HeaderItem for (&PolicyHeader, &Decision) {
+    fn header(&self) -> &PolicyHeader {
         self.0
     }
     fn decision(&self) -> &Decision {
@@ -106,23 +174,14 @@ impl Item for (&Policy, &Decision) {
     }
 }
 
-impl Item for (std::sync::Arc<Policy>, Decision) {
-    fn policy(&self) -> &Policy {
-        &self.0
-    }
-    fn decision(&self) -> &Decision {
-        &self.1
-    }
-}
-
 /// The decision that speaks for `X-RateLimit-*`: on a denial the denying
 /// limit with the longest wait; otherwise the one with the fewest remaining
 /// (ties: the later reset).
-pub(crate) fn speaking<T: Item>(items: &[T]) -> Option<(&Policy, &Decision)> {
+pub(crate) fn speaking<T: HeaderItem>(items: &[T]) -> Option<(&PolicyHeader, &Decision)> {
     let denied = items.iter().any(|i| !i.decision().allowed);
     items
         .iter()
-        .map(|i| (i.policy(), i.decision()))
+        .map(|i| (i.header(), i.decision()))
         .filter(|(_, d)| !denied || !d.allowed)
         .max_by(|(_, a), (_, b)| {
             if denied {
@@ -145,13 +204,13 @@ pub(crate) fn speaking<T: Item>(items: &[T]) -> Option<(&Policy, &Decision)> {
 ///
 /// ```
 /// use http::HeaderMap;
-/// use tollgate::{headers, HeaderStyle, Limiter, Policy, Quota, ResetFormat};
+/// use tollgate::{Limiter, Quota, headers, headers::{HeaderStyle, ResetFormat}, policy::Policy};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let limiter = Limiter::new(Quota::per_minute(10)).unwrap();
 /// let d = limiter.check("k", 1).await.unwrap();
 /// let mut h = HeaderMap::new();
-/// headers::write_headers(&mut h, HeaderStyle::Both, ResetFormat::DelaySeconds, &[(limiter.policy(), &d)], !d.allowed);
+/// headers::write_headers(&mut h, HeaderStyle::Both, ResetFormat::DelaySeconds, &[(limiter.policy().header(), &d)], !d.allowed);
 /// assert_eq!(h["x-ratelimit-remaining"], "9");
 /// assert_eq!(h["ratelimit"], "\"default\";r=9;t=6");
 /// # }
@@ -160,7 +219,7 @@ pub fn write_headers(
     headers: &mut HeaderMap,
     style: HeaderStyle,
     reset: ResetFormat,
-    items: &[(&Policy, &Decision)],
+    items: &[(&PolicyHeader, &Decision)],
     denied: bool,
 ) {
     write(headers, HeaderConfig { style, reset }, items, denied)
@@ -169,7 +228,7 @@ pub fn write_headers(
 /// Writes the headers of `style` for `items` into `headers`. `denied` says
 /// the response is a 429 (remaining is then written as 0 for the denying
 /// limits, and `Retry-After` and `Cache-Control` are added).
-pub(crate) fn write<T: Item>(
+pub(crate) fn write<T: HeaderItem>(
     headers: &mut HeaderMap,
     config: HeaderConfig,
     items: &[T],
@@ -201,7 +260,7 @@ pub(crate) fn write<T: Item>(
             put(
                 headers,
                 X_RATELIMIT_LIMIT.clone(),
-                policy.limit_header_value().clone(),
+                policy.limit_value.clone(),
             );
             put(
                 headers,
@@ -219,9 +278,9 @@ pub(crate) fn write<T: Item>(
     }
     match config.style {
         HeaderStyle::Both | HeaderStyle::Ietf => {
-            let policy_value = match (items.len(), policy.ietf_header_value()) {
+            let policy_value = match (items.len(), policy.ietf_value.as_ref()) {
                 (1, Some(v)) => Some(v.clone()),
-                _ => HeaderValue::try_from(join(items.iter().map(|i| i.policy().ietf_item()))).ok(),
+                _ => HeaderValue::try_from(join(items.iter().map(|i| i.header().ietf_item()))).ok(),
             };
             if let Some(v) = policy_value {
                 put(headers, RATELIMIT_POLICY.clone(), v);
@@ -229,7 +288,7 @@ pub(crate) fn write<T: Item>(
             let items = items.iter().map(|i| {
                 let d = i.decision();
                 (
-                    i.policy().name(),
+                    i.header().name(),
                     remaining(d),
                     d.reset_after.as_secs_ceil(),
                 )
@@ -242,7 +301,7 @@ pub(crate) fn write<T: Item>(
             put(
                 headers,
                 RATELIMIT_LIMIT.clone(),
-                policy.limit_header_value().clone(),
+                policy.limit_value.clone(),
             );
             put(
                 headers,
@@ -261,7 +320,7 @@ pub(crate) fn write<T: Item>(
         HeaderStyle::Draft7 => {
             let value = format!(
                 "limit={}, remaining={}, reset={}",
-                policy.quota().limit(),
+                policy.limit,
                 remaining(decision),
                 decision.reset_after.as_secs_ceil()
             );
@@ -355,8 +414,8 @@ fn ratelimit_value<'a>(
 }
 
 /// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.
-pub(crate) fn write_denial<T: Item>(headers: &mut HeaderMap, items: &[T]) {
-    if let Some(wait) = retry_after(items.iter().map(Item::decision)) {
+pub(crate) fn write_denial<T: HeaderItem>(headers: &mut HeaderMap, items: &[T]) {
+    if let Some(wait) = retry_after(items.iter().map(HeaderItem::decision)) {
         put(headers, RETRY_AFTER, number(wait.as_secs_ceil()));
     }
     put(headers, CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -384,9 +443,8 @@ fn join<'a>(parts: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The pre-08 policy form: `100;w=60`.
-fn old_policy(policy: &Policy) -> String {
-    let w = Nanos::from(policy.quota().period()).as_secs_ceil().max(1);
-    format!("{};w={}", policy.quota().limit(), w)
+fn old_policy(policy: &PolicyHeader) -> String {
+    format!("{};w={}", policy.limit, policy.window_secs)
 }
 
 fn epoch_secs_ceil(after: Nanos) -> u64 {
@@ -400,7 +458,6 @@ fn epoch_secs_ceil(after: Nanos) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Quota;
 
     fn decision(allowed: bool, remaining: u64, reset_ms: u64, retry_ms: Option<u64>) -> Decision {
         if allowed {
@@ -425,7 +482,7 @@ mod tests {
             }
         }
         let full = h.len();
-        let p = Policy::new("default", Quota::per_minute(10));
+        let p = PolicyHeader::new("default".into(), 10, Duration::from_secs(60), None);
         let d = decision(false, 0, 6_000, Some(6_000));
         for style in [HeaderStyle::Both, HeaderStyle::Draft6, HeaderStyle::Draft7] {
             let config = HeaderConfig {
@@ -443,7 +500,7 @@ mod tests {
 
     #[test]
     fn both_styles_on_an_allowed_response() {
-        let p = Policy::new("default", Quota::per_minute(10));
+        let p = PolicyHeader::new("default".into(), 10, Duration::from_secs(60), None);
         let d = decision(true, 7, 17_200, None);
         let mut h = HeaderMap::new();
         write(&mut h, HeaderConfig::default(), &[(&p, &d)], false);
@@ -457,7 +514,7 @@ mod tests {
 
     #[test]
     fn a_denial_rounds_retry_after_up_and_forbids_caching() {
-        let p = Policy::new("default", Quota::per_minute(10));
+        let p = PolicyHeader::new("default".into(), 10, Duration::from_secs(60), None);
         let d = decision(false, 0, 60_000, Some(5_001));
         let mut h = HeaderMap::new();
         write(&mut h, HeaderConfig::default(), &[(&p, &d)], true);
@@ -468,8 +525,8 @@ mod tests {
 
     #[test]
     fn legacy_headers_speak_for_the_limit_closest_to_denying() {
-        let a = Policy::new("minute", Quota::per_minute(10));
-        let b = Policy::new("day", Quota::per_day(100));
+        let a = PolicyHeader::new("minute".into(), 10, Duration::from_secs(60), None);
+        let b = PolicyHeader::new("day".into(), 100, Duration::from_secs(86_400), None);
         let da = decision(true, 7, 1_000, None);
         let db = decision(true, 2, 80_000_000, None);
         let mut h = HeaderMap::new();
@@ -490,7 +547,7 @@ mod tests {
 
     #[test]
     fn draft6_and_draft7_forms() {
-        let p = Policy::new("default", Quota::per_minute(100));
+        let p = PolicyHeader::new("default".into(), 100, Duration::from_secs(60), None);
         let d = decision(true, 42, 16_500, None);
         let mut h = HeaderMap::new();
         let cfg = |style| HeaderConfig {
@@ -510,7 +567,7 @@ mod tests {
 
     #[test]
     fn none_style_writes_only_retry_after_on_a_denial() {
-        let p = Policy::new("default", Quota::per_minute(10));
+        let p = PolicyHeader::new("default".into(), 10, Duration::from_secs(60), None);
         let d = decision(false, 0, 60_000, Some(1));
         let mut h = HeaderMap::new();
         let cfg = HeaderConfig {
@@ -524,7 +581,7 @@ mod tests {
 
     #[test]
     fn epoch_reset_is_an_absolute_time() {
-        let p = Policy::new("default", Quota::per_minute(10));
+        let p = PolicyHeader::new("default".into(), 10, Duration::from_secs(60), None);
         let d = decision(true, 9, 6_000, None);
         let mut h = HeaderMap::new();
         let cfg = HeaderConfig {

@@ -28,16 +28,17 @@
 //!
 //! ## The parts
 //!
-//! A request is keyed ([`key`]), checked against its policy ([`Policy`],
-//! [`Quota`], [`Algorithm`]) by a [`Backend`](backend::Backend), and
-//! answered ([`headers`], [`response`]). [`Limiter`] is the same machinery
-//! without HTTP.
+//! A request is keyed ([`key`]), resolved to its limits ([`policy`]:
+//! rules, routes, tiers, schedules; [`settings`]: per-key overrides and
+//! access lists), checked by a [`Backend`](backend::Backend) ([`Quota`],
+//! [`Algorithm`]), and answered ([`headers`], [`problem`]). [`Limiter`] is
+//! the same machinery without HTTP. `ARCHITECTURE.md` in the repository
+//! follows one request through the modules.
 //!
 //! ## Cargo features
 //!
 //! - `axum` (default): reads the peer address from axum's `ConnectInfo`.
-//! - `redis`: `RedisBackend`, one limit shared by a
-//!   fleet.
+//! - `redis`: `backend::RedisBackend`, one limit shared by a fleet.
 //! - `redis-tls`: `rediss://` URLs for the Redis backend (rustls, ring).
 //! - `redis-sentinel`: the Redis backend through Sentinel.
 //! - `jwt`: `key::Bearer`, keys from verified JWT claims.
@@ -46,37 +47,31 @@
 //! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg, doc_auto_cfg))]
 
-pub mod algorithm;
-pub mod backend;
-mod body;
-#[cfg(feature = "axum")]
-pub mod extract;
+// Modules in dependency order, leaves first: a module uses only those
+// above it (`tests/module_order.rs` fails on a cycle).
+pub mod time;
+mod quota;
+mod algorithm;
+pub mod problem;
 pub mod headers;
 pub mod key;
-mod layer;
-mod limiter;
 pub mod policy;
-mod quota;
-pub mod response;
-mod service;
-pub mod time;
+pub mod settings;
+mod resolve;
+pub mod backend;
+mod engine;
+mod layer;
+#[cfg(feature = "axum")]
+pub mod extract;
+mod limiter;
 
-pub use algorithm::{Algorithm, Decision};
-#[cfg(feature = "redis")]
-pub use backend::RedisBackend;
-pub use backend::{CircuitBreaker, CircuitState, Failover, MemoryBackend, Outcome};
-pub use body::ResponseBody;
-pub use headers::{HeaderStyle, ResetFormat};
+pub use algorithm::{Algorithm, AlgorithmError, Decision, MAX_LOG_LIMIT};
+pub use engine::{Denial, FailMode};
 pub use layer::{
-    ConfigError, FailMode, RateLimitLayer, RateLimitLayerBuilder, DEFAULT_SYNC_INTERVAL,
+    ConfigError, RateLimit, RateLimitLayer, RateLimitLayerBuilder, ResponseBody, ResponseFuture,
+    DEFAULT_SYNC_INTERVAL,
 };
 pub use limiter::Limiter;
-pub use policy::{
-    Access, AccessList, Cost, Limit, LimitSet, Overrides, Policy, PolicyError, Rule, Tiers,
-};
-#[cfg(feature = "schedule")]
-pub use policy::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 pub use quota::{Quota, QuotaError, MAX_PERIOD, QUOTA_FORMS};
-pub use service::{RateLimit, ResponseFuture};
-pub use time::Nanos;

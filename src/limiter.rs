@@ -1,9 +1,11 @@
-//! [`Limiter`]: the same policies, algorithms and backends without HTTP.
+//! [`Limiter`]: the same policies, algorithms and backends without HTTP, a
+//! front end over the engine.
 
 use std::sync::Arc;
 
-use crate::algorithm::{Algorithm, Decision};
+use crate::{Algorithm, Decision};
 use crate::backend::{Backend, BackendError, MemoryBackend};
+use crate::engine::{Engine, FailMode};
 use crate::key::Key;
 use crate::policy::{LimitSet, Policy, PolicyError};
 use crate::quota::Quota;
@@ -26,10 +28,21 @@ use crate::quota::Quota;
 /// assert!(limiter.check("chat:alice", 1).await?.allowed);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Limiter<B = MemoryBackend> {
     policy: Arc<Policy>,
-    backend: B,
+    /// A backend error is the caller's to handle: the engine only reports
+    /// it (logged once per outage), so the fail mode is never applied.
+    engine: Arc<Engine<B>>,
+}
+
+impl<B> Clone for Limiter<B> {
+    fn clone(&self) -> Self {
+        Limiter {
+            policy: self.policy.clone(),
+            engine: self.engine.clone(),
+        }
+    }
 }
 
 impl Limiter {
@@ -45,14 +58,14 @@ impl<B: Backend> Limiter<B> {
         policy.validate()?;
         Ok(Limiter {
             policy: Arc::new(policy),
-            backend,
+            engine: Arc::new(Engine::new(backend, FailMode::Open, false, false)),
         })
     }
 
     /// A limiter with another algorithm, same policy and backend.
     pub fn algorithm(self, algorithm: Algorithm) -> Result<Self, PolicyError> {
         let policy = Policy::clone(&self.policy).algorithm(algorithm);
-        Self::with_policy(policy, self.backend)
+        Self::with_policy(policy, self.engine.backend().clone())
     }
 
     /// The policy.
@@ -62,7 +75,7 @@ impl<B: Backend> Limiter<B> {
 
     /// The backend.
     pub fn backend(&self) -> &B {
-        &self.backend
+        self.engine.backend()
     }
 
     fn set(&self, key: Key, cost: u64) -> LimitSet {
@@ -71,20 +84,23 @@ impl<B: Backend> Limiter<B> {
 
     /// Checks `cost` units for `key` and counts them if allowed.
     pub async fn check(&self, key: impl Into<Key>, cost: u64) -> Result<Decision, BackendError> {
-        let outcome = self.backend.acquire(&self.set(key.into(), cost)).await?;
+        let outcome = self
+            .engine
+            .acquire_reported(&self.set(key.into(), cost))
+            .await?;
         first(outcome.decisions())
     }
 
     /// Would one unit for `key` be allowed? Counts nothing; `remaining` is
     /// what is available now.
     pub async fn peek(&self, key: impl Into<Key>) -> Result<Decision, BackendError> {
-        let outcome = self.backend.peek(&self.set(key.into(), 1)).await?;
+        let outcome = self.engine.backend().peek(&self.set(key.into(), 1)).await?;
         first(outcome.decisions())
     }
 
     /// Gives `key` its full quota back.
     pub async fn reset(&self, key: impl Into<Key>) -> Result<(), BackendError> {
-        self.backend.reset(&self.set(key.into(), 0)).await?;
+        self.engine.backend().reset(&self.set(key.into(), 0)).await?;
         Ok(())
     }
 }

@@ -1,20 +1,12 @@
-//! Responses tollgate writes itself: RFC 9457 problem details for 429 (and
-//! for 401/403/500 rejections), and the information a custom rejection
-//! handler receives.
+//! Answers tollgate writes itself: RFC 9457 problem details for a 429 and
+//! for the 401, 403 and 503 rejections.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
-use smallvec::SmallVec;
-
-use crate::algorithm::Decision;
-use crate::policy::Policy;
-use crate::time::Nanos;
 
 /// The problem type of a 429, registered by the rate-limit headers draft.
 pub const QUOTA_EXCEEDED_TYPE: &str =
@@ -28,7 +20,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///
 /// ```
 /// use http::StatusCode;
-/// use tollgate::response::Problem;
+/// use tollgate::problem::Problem;
 ///
 /// let p = Problem::new(StatusCode::UNAUTHORIZED, "Missing API key", "Send X-Api-Key.");
 /// let json = p.to_json();
@@ -66,6 +58,21 @@ impl Problem {
             title: title.into(),
             detail: detail.into(),
             extra: None,
+        }
+    }
+
+    /// A 429 of the quota-exceeded type naming `violated` policies in
+    /// `violated-policies`.
+    pub(crate) fn quota_exceeded(detail: String, violated: Vec<String>) -> Self {
+        Problem {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            type_uri: Cow::Borrowed(QUOTA_EXCEEDED_TYPE),
+            title: Cow::Borrowed("Too Many Requests"),
+            detail: Cow::Owned(detail),
+            extra: Some(Box::new(Extra {
+                violated,
+                headers: Vec::new(),
+            })),
         }
     }
 
@@ -166,84 +173,6 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// What a rejection handler is told about a denied request.
-///
-/// ```
-/// use bytes::Bytes;
-/// use tollgate::{response::RateLimited, Quota, RateLimitLayer};
-///
-/// let layer = RateLimitLayer::builder()
-///     .quota(Quota::per_minute(5))
-///     .on_rejected(|denied: &RateLimited| {
-///         let secs = denied.retry_after().map_or(60, |d| d.as_secs());
-///         http::Response::builder()
-///             .status(429)
-///             .body(Bytes::from(format!("slow down, try again in {secs}s")))
-///             .unwrap()
-///     })
-///     .build()
-///     .unwrap();
-/// ```
-#[derive(Debug, Clone)]
-pub struct RateLimited {
-    pub(crate) violated: SmallVec<[(Arc<Policy>, Decision); 1]>,
-    pub(crate) retry_after: Option<Nanos>,
-}
-
-impl RateLimited {
-    /// The names of the policies that denied the request.
-    pub fn violated_policies(&self) -> impl Iterator<Item = &str> {
-        self.violated.iter().map(|(p, _)| p.name())
-    }
-
-    /// The decisions of the denying policies.
-    pub fn decisions(&self) -> impl Iterator<Item = (&Policy, &Decision)> {
-        self.violated.iter().map(|(p, d)| (&**p, d))
-    }
-
-    /// How long until the request would be admitted (exact; the
-    /// `Retry-After` header rounds it up). `None` when its cost exceeds a
-    /// whole quota, so no wait helps.
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after.map(Duration::from)
-    }
-
-    /// The default problem details for this denial.
-    pub fn problem(&self) -> Problem {
-        let mut detail = String::from("Quota exceeded for ");
-        for (i, (p, _)) in self.violated.iter().enumerate() {
-            if i > 0 {
-                detail.push_str(", ");
-            }
-            let _ = write!(detail, "policy \"{}\" ({})", p.name(), p.quota());
-        }
-        match self.retry_after {
-            Some(r) => {
-                let _ = write!(detail, ". Retry in {} s.", r.as_secs_ceil());
-            }
-            None => detail
-                .push_str(". This request costs more than the whole quota and cannot be admitted."),
-        }
-        Problem {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            type_uri: Cow::Borrowed(QUOTA_EXCEEDED_TYPE),
-            title: Cow::Borrowed("Too Many Requests"),
-            detail: Cow::Owned(detail),
-            extra: Some(Box::new(Extra {
-                violated: self
-                    .violated
-                    .iter()
-                    .map(|(p, _)| p.name().to_owned())
-                    .collect(),
-                headers: Vec::new(),
-            })),
-        }
-    }
-}
-
-/// A user's rejection handler.
-pub(crate) type OnRejected = Arc<dyn Fn(&RateLimited) -> http::Response<Bytes> + Send + Sync>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,23 +184,5 @@ mod tests {
             p.to_json(),
             r#"{"type":"about:blank","title":"a \"b\"","status":400,"detail":"c\\d\n\u0001"}"#
         );
-    }
-
-    #[test]
-    fn quota_exceeded_problem_names_the_violated_policies() {
-        let policy = Arc::new(Policy::new("login", crate::Quota::per_minute(5)));
-        let d = Decision::deny(5, 0, Nanos::from_secs(60), Some(Nanos::from_millis(11_500)));
-        let mut violated = SmallVec::new();
-        violated.push((policy, d));
-        let denied = RateLimited {
-            violated,
-            retry_after: Some(Nanos::from_millis(11_500)),
-        };
-        let p = denied.problem();
-        assert_eq!(p.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(p.type_uri(), QUOTA_EXCEEDED_TYPE);
-        let json = p.to_json();
-        assert!(json.contains(r#""violated-policies":["login"]"#), "{json}");
-        assert!(json.contains("Retry in 12 s"), "{json}");
     }
 }

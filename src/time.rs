@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// ```
 /// use std::time::Duration;
-/// use tollgate::Nanos;
+/// use tollgate::time::Nanos;
 ///
 /// let t = Nanos::from(Duration::from_millis(1500));
 /// assert_eq!(t.as_u64(), 1_500_000_000);
@@ -110,7 +110,7 @@ pub trait Clock: Send + Sync + 'static {
 ///
 /// ```
 /// use tollgate::time::{Clock, MonotonicClock};
-/// use tollgate::Nanos;
+/// use tollgate::time::Nanos;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// tokio::time::pause();

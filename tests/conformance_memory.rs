@@ -3,7 +3,7 @@
 mod conformance;
 
 use conformance::Op;
-use tollgate::{LimitSet, MemoryBackend, Nanos, Outcome};
+use tollgate::{backend::{MemoryBackend, Outcome}, policy::LimitSet, time::Nanos};
 
 fn run(backend: &MemoryBackend, op: Op, set: &LimitSet, now: Nanos) -> Outcome {
     match op {

@@ -12,9 +12,7 @@ use http::{HeaderName, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use tollgate::key::{
-    self, ClientIp, Header, KeyExtractor, KeyExtractorExt, OnMissing, Query, Route, User,
-};
+use tollgate::key::{ClientIp, Header, KeyExtractor, KeyExtractorExt, MatchedRoute, OnMissing, Query, User, self};
 use tollgate::{Quota, RateLimitLayer};
 
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -158,7 +156,7 @@ async fn users_set_by_auth_middleware_are_limited_per_user() {
 
 #[tokio::test]
 async fn routes_are_keyed_by_pattern_not_raw_path() {
-    let app = app((ClientIp::new(), Route), 2);
+    let app = app((ClientIp::new(), MatchedRoute), 2);
     assert_eq!(
         status(&app, req("/items/1").body(Body::empty()).unwrap()).await,
         StatusCode::OK
@@ -181,7 +179,7 @@ async fn routes_are_keyed_by_pattern_not_raw_path() {
 
 #[tokio::test]
 async fn methods_split_a_composite_key() {
-    let app = app((ClientIp::new(), key::Method), 1);
+    let app = app((ClientIp::new(), key::RequestMethod), 1);
     assert_eq!(
         status(&app, req("/items/1").body(Body::empty()).unwrap()).await,
         StatusCode::OK

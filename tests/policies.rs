@@ -12,7 +12,7 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use tollgate::key::{self, Key};
+use tollgate::key::{Key, self};
 use tollgate::policy::{Cost, Rule, Tiers};
 use tollgate::{Quota, RateLimitLayer};
 
@@ -546,7 +546,7 @@ mod per_handler {
 
     use tollgate::extract::{HandlerLimit, Limited};
     use tollgate::key::ClientIp;
-    use tollgate::MemoryBackend;
+    use tollgate::backend::MemoryBackend;
 
     use super::*;
 
@@ -645,7 +645,7 @@ mod per_handler {
 #[cfg(feature = "schedule")]
 #[tokio::test]
 async fn a_scheduled_rule_applies_the_quota_of_the_current_window() {
-    use tollgate::Schedule;
+    use tollgate::policy::Schedule;
     // A window covering the whole week: its quota applies whenever the
     // test runs; the windows themselves are tested at DST transitions in
     // the schedule module.

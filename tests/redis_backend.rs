@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 use tollgate::backend::{Backend, BackendError, RedisBackend, RedisConnectError};
 use tollgate::key::Key;
-use tollgate::{Algorithm, LimitSet, Policy, Quota, RateLimitLayer};
+use tollgate::{Algorithm, Quota, RateLimitLayer, policy::{LimitSet, Policy}};
 
 use support::{every_algorithm, single, slow_quota};
 
@@ -506,7 +506,7 @@ async fn a_refund_is_one_evalsha_and_matches_the_memory_backend() {
     let server = redis_or_skip!();
     let redis = server.backend().await;
     let memory = MemoryBackend::new();
-    let t = tollgate::Nanos::from_secs(1_700_000_040);
+    let t = tollgate::time::Nanos::from_secs(1_700_000_040);
     let mut set = LimitSet::new();
     for algorithm in every_algorithm() {
         let p = Arc::new(

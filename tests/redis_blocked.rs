@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tollgate::backend::{Backend, BlockedCache};
 use tollgate::key::Key;
-use tollgate::{LimitSet, Policy, Quota};
+use tollgate::{Quota, policy::{LimitSet, Policy}};
 
 #[tokio::test]
 async fn a_flood_over_the_limit_costs_one_redis_call_then_none() {

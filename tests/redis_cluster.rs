@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tollgate::backend::{Backend, RedisBackend, RedisConnectError};
 use tollgate::key::Key;
-use tollgate::{Algorithm, LimitSet, Nanos, Policy, Quota};
+use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}, time::Nanos};
 
 use support::{every_algorithm, single, slow_quota};
 

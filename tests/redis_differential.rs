@@ -13,7 +13,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tollgate::backend::RedisBackend;
 use tollgate::key::Key;
-use tollgate::{Algorithm, LimitSet, MemoryBackend, Nanos, Policy, Quota};
+use tollgate::{Algorithm, Quota, backend::MemoryBackend, policy::{LimitSet, Policy}, time::Nanos};
 
 const DAY: u64 = 86_400_000_000_000;
 

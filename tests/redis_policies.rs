@@ -15,7 +15,7 @@ use http::{Request, StatusCode};
 
 use tollgate::key::{ClientIp, Key};
 use tollgate::policy::Rule;
-use tollgate::{AccessList, Quota, RateLimitLayer, RedisBackend};
+use tollgate::{Quota, RateLimitLayer, backend::RedisBackend, settings::AccessList};
 
 use common::{header, req, send};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::backend::{Backend, RedisBackend};
 use tollgate::key::Key;
-use tollgate::{LimitSet, Policy, Quota};
+use tollgate::{Quota, policy::{LimitSet, Policy}};
 
 /// The master, the replica and the sentinel, killed (and their directory
 /// removed) on drop.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 
-use tollgate::backend::{BackendError, RedisBackend, SettingsStore};
+use tollgate::backend::RedisBackend;
+use tollgate::settings::{SettingsStore, StoreError};
 
 async fn backend(url: &str) -> RedisBackend {
     RedisBackend::connect(url).await.expect("connect")
@@ -201,11 +202,11 @@ async fn entries_that_are_not_utf8_are_skipped_and_the_rest_loads() {
         .expect("SET junk version");
     assert!(matches!(
         store.version("broken").await,
-        Err(BackendError::Unavailable(_))
+        Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(
         store.load("broken").await,
-        Err(BackendError::Unavailable(_))
+        Err(StoreError::Unavailable(_))
     ));
 }
 
@@ -262,7 +263,7 @@ async fn a_hung_redis_answers_timeout_within_the_timeout() {
     let result = store.load("overrides").await;
     let took = started.elapsed();
     assert!(
-        matches!(result, Err(BackendError::Timeout(d)) if d == Duration::from_millis(200)),
+        matches!(result, Err(StoreError::Timeout(d)) if d == Duration::from_millis(200)),
         "{result:?}"
     );
     assert!(took < Duration::from_millis(800), "waited {took:?}");

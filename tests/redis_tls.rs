@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::backend::{Backend, RedisBackend};
 use tollgate::key::Key;
-use tollgate::{LimitSet, Policy, Quota};
+use tollgate::{Quota, policy::{LimitSet, Policy}};
 
 struct TlsServer {
     child: Child,

@@ -196,8 +196,8 @@ impl Algorithm {
     /// - `delay`: zero.
     ///
     /// ```
-    /// use tollgate::algorithm::{Algorithm, Input, State};
-    /// use tollgate::{Nanos, Quota};
+    /// use tollgate::{Algorithm, algorithm::{Input, State}};
+    /// use tollgate::{Quota, time::Nanos};
     ///
     /// let quota = Quota::per_second(10); // T = 100 ms, burst 10
     /// let now = Nanos::from_secs(100);
@@ -285,8 +285,8 @@ impl Algorithm {
     /// request's time.
     ///
     /// ```
-    /// use tollgate::algorithm::{Algorithm, Input, State};
-    /// use tollgate::{Nanos, Quota};
+    /// use tollgate::{Algorithm, algorithm::{Input, State}};
+    /// use tollgate::{Quota, time::Nanos};
     ///
     /// let quota = Quota::per_second(10); // T = 100 ms, burst 10
     /// let input = Input { now: Nanos::from_secs(100), cost: 3, key_hash: 0 };

@@ -46,7 +46,7 @@ pub const DEFAULT_BLOCKED_CAPACITY: usize = 100_000;
 /// ```
 /// use std::sync::Arc;
 /// use tollgate::backend::{Backend, BlockedCache, MemoryBackend};
-/// use tollgate::{key::Key, LimitSet, Policy, Quota};
+/// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let backend = BlockedCache::new(MemoryBackend::new(), 10_000);
@@ -348,7 +348,7 @@ mod tests {
     use super::*;
     use crate::backend::MemoryBackend;
     use crate::key::Key;
-    use crate::{Policy, Quota};
+    use crate::{Quota, policy::Policy};
 
     fn set(key: &str) -> LimitSet {
         LimitSet::single(

@@ -235,7 +235,7 @@ impl<P: Backend, F: Backend> Failover<P, F> {
     /// ```
     /// use std::sync::Arc;
     /// use tollgate::backend::{Backend, Failover, MemoryBackend};
-    /// use tollgate::{key::Key, LimitSet, Policy, Quota};
+    /// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let backend = Failover::new(MemoryBackend::new(), MemoryBackend::new());

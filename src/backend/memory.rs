@@ -27,7 +27,7 @@ use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, Outcome};
-use crate::algorithm::{Algorithm, Commit, Decision, Input, State};
+use crate::{Algorithm, Decision, algorithm::{Commit, Input, State}};
 use crate::key::Key;
 use crate::policy::{Limit, LimitSet};
 use crate::time::{Clock, MonotonicClock, Nanos};
@@ -49,7 +49,7 @@ const MIN_SWEEP_LEN: usize = 1024;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tollgate::{backend::{Backend, MemoryBackend}, key::Key, LimitSet, Policy, Quota};
+/// use tollgate::{Quota, backend::{Backend, MemoryBackend}, key::Key, policy::{LimitSet, Policy}};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let backend = MemoryBackend::builder().max_keys(10_000).build();
@@ -188,7 +188,7 @@ impl Shard {
 /// ```
 /// use tollgate::backend::MemoryBackend;
 /// use tollgate::time::MonotonicClock;
-/// use tollgate::Nanos;
+/// use tollgate::time::Nanos;
 ///
 /// let backend = MemoryBackend::builder()
 ///     .max_keys(100_000)

@@ -31,12 +31,11 @@ pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
 use std::sync::Arc;
 
-use crate::algorithm::Decision;
+use crate::Decision;
 use crate::policy::LimitSet;
 use crate::time::Nanos;
 
-mod store;
-pub use store::{SettingsStore, StoreFuture};
+use crate::settings::{SettingsStore, StoreError};
 
 /// The answer for a whole [`LimitSet`].
 ///
@@ -94,7 +93,7 @@ impl Outcome {
 
     /// The same outcome `elapsed` later, with nothing counted meanwhile:
     /// waits and resets shortened (a remembered denial, re-served).
-    pub(crate) fn age(&mut self, elapsed: crate::Nanos) {
+    pub(crate) fn age(&mut self, elapsed: crate::time::Nanos) {
         for d in &mut self.decisions {
             d.reset_after = d.reset_after.saturating_sub(elapsed);
             d.retry_after = d.retry_after.map(|r| r.saturating_sub(elapsed));
@@ -112,6 +111,15 @@ pub enum BackendError {
     /// The backend is unreachable or failed.
     #[error("rate-limit backend unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<BackendError> for StoreError {
+    fn from(error: BackendError) -> Self {
+        match error {
+            BackendError::Timeout(after) => StoreError::Timeout(after),
+            BackendError::Unavailable(why) => StoreError::Unavailable(why),
+        }
+    }
 }
 
 /// A backend's answer: ready now (memory), or a future (network).
@@ -144,6 +152,16 @@ impl<F> Acquire<F> {
     /// A pending answer.
     pub fn pending(future: F) -> Self {
         Acquire::Pending { future }
+    }
+
+    /// The answer if it is ready, else the future to await.
+    pub(crate) fn into_state(self) -> Result<Result<Outcome, BackendError>, F> {
+        match self {
+            Acquire::Ready { result } => Ok(result.unwrap_or_else(|| {
+                Err(BackendError::Unavailable("answer already taken".into()))
+            })),
+            Acquire::Pending { future } => Err(future),
+        }
     }
 }
 

@@ -103,7 +103,7 @@ tuple_extractor!(A, B, C, D);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::{from_fn, Global, Method};
+    use crate::key::{Global, RequestMethod, from_fn};
     use http::StatusCode;
 
     fn parts() -> Parts {
@@ -115,7 +115,7 @@ mod tests {
         struct Never;
         impl KeyExtractor for Never {
             fn extract(&self, _: &Parts) -> Extracted {
-                Extracted::Missing(crate::response::Problem::new(
+                Extracted::Missing(crate::problem::Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "no",
                     "no",
@@ -137,8 +137,8 @@ mod tests {
 
     #[test]
     fn a_composite_key_differs_from_its_parts_and_by_order() {
-        let ab = (Global, Method).extract(&parts());
-        let ba = (Method, Global).extract(&parts());
+        let ab = (Global, RequestMethod).extract(&parts());
+        let ba = (RequestMethod, Global).extract(&parts());
         match (ab, ba) {
             (Extracted::Key(a), Extracted::Key(b)) => {
                 assert_ne!(a, b);

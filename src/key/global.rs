@@ -7,7 +7,7 @@ use super::{Extracted, Key, KeyExtractor};
 /// One key shared by every request: a limit on the whole service.
 ///
 /// ```
-/// use tollgate::{key::Global, RateLimitLayer, Quota};
+/// use tollgate::{Quota, RateLimitLayer, key::Global};
 ///
 /// let layer = RateLimitLayer::builder()
 ///     .key(Global)
@@ -38,7 +38,7 @@ impl<F> std::fmt::Debug for FromFn<F> {
 /// `Option<Key>` where `None` means "skip limiting".
 ///
 /// ```
-/// use tollgate::key::{self, Key};
+/// use tollgate::key::{Key, self};
 ///
 /// let by_tenant = key::from_fn(|parts: &http::request::Parts| {
 ///     parts.headers.get("x-tenant").map(|v| Key::from_bytes(v.as_bytes()))

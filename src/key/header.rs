@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::StatusCode;
 
 use super::{Extracted, Key, KeyExtractor, OnMissing};
-use crate::response::Problem;
+use crate::problem::Problem;
 
 /// The longest credential accepted, in bytes; longer ones are invalid (a
 /// real API key is well under this, and a huge value is rejected without

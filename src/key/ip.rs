@@ -15,7 +15,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use self::forwarded::{Single, Syntax};
 use super::{Extracted, Key, KeyExtractor};
-use crate::response::Problem;
+use crate::problem::Problem;
 
 /// After this many requests, all from one loopback or private peer that
 /// is not a trusted proxy, [`ClientIp`] warns that a proxy is probably in

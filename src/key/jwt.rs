@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Extracted, Key, KeyExtractor, OnMissing};
-use crate::response::Problem;
+use crate::problem::Problem;
 
 /// A JWS signing algorithm that [`Bearer`] can verify.
 ///

@@ -27,9 +27,9 @@ pub use header::{Header, Query, MAX_CREDENTIAL_LEN};
 pub use ip::{ClientIp, ClientIpHeader};
 #[cfg(feature = "jwt")]
 pub use jwt::{Bearer, JwtAlgorithm, JwtError};
-pub use user::{Method, Route, User};
+pub use user::{MatchedRoute, RequestMethod, User};
 
-use crate::response::Problem;
+use crate::problem::Problem;
 
 /// Keys longer than this are replaced by a 128-bit hash of their bytes, so
 /// a 60 KB header value never becomes a 60 KB key.

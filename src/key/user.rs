@@ -1,6 +1,6 @@
 //! Keys from what the app already knows: the user its auth middleware put
-//! in the request extensions ([`User`]), the route ([`Route`]), the method
-//! ([`Method`]).
+//! in the request extensions ([`User`]), the route ([`MatchedRoute`]), the method
+//! ([`RequestMethod`]).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::StatusCode;
 
 use super::{Extracted, Key, KeyExtractor, OnMissing};
-use crate::response::Problem;
+use crate::problem::Problem;
 
 /// Keys by a value of type `T` that the app's own authentication middleware
 /// inserted into the request extensions (run it before this layer).
@@ -104,17 +104,17 @@ where
 /// "unmatched" route, so floods of random paths are limited too.
 ///
 /// Combine it with a client key for a per-client, per-route limit:
-/// `(ClientIp::new(), Route)`.
+/// `(ClientIp::new(), MatchedRoute)`.
 ///
 /// ```
-/// use tollgate::key::{ClientIp, Route};
+/// use tollgate::key::{ClientIp, MatchedRoute};
 ///
-/// let per_client_per_route = (ClientIp::new(), Route);
+/// let per_client_per_route = (ClientIp::new(), MatchedRoute);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Route;
+pub struct MatchedRoute;
 
-impl KeyExtractor for Route {
+impl KeyExtractor for MatchedRoute {
     fn extract(&self, parts: &Parts) -> Extracted {
         #[cfg(feature = "axum")]
         if let Some(path) = parts.extensions.get::<axum::extract::MatchedPath>() {
@@ -126,11 +126,11 @@ impl KeyExtractor for Route {
 }
 
 /// Keys by the HTTP method (`GET`, `POST`, …); combine it with another key
-/// for per-method limits: `(ClientIp::new(), Method)`.
+/// for per-method limits: `(ClientIp::new(), RequestMethod)`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Method;
+pub struct RequestMethod;
 
-impl KeyExtractor for Method {
+impl KeyExtractor for RequestMethod {
     fn extract(&self, parts: &Parts) -> Extracted {
         Extracted::Key(Key::from(parts.method.as_str()))
     }
@@ -174,9 +174,9 @@ mod tests {
 
     #[test]
     fn method_and_unmatched_route_keys() {
-        assert!(matches!(Method.extract(&parts()), Extracted::Key(k) if k == Key::from("POST")));
+        assert!(matches!(RequestMethod.extract(&parts()), Extracted::Key(k) if k == Key::from("POST")));
         assert!(
-            matches!(Route.extract(&parts()), Extracted::Key(k) if k.as_bytes() == b"\xfeunmatched")
+            matches!(MatchedRoute.extract(&parts()), Extracted::Key(k) if k.as_bytes() == b"\xfeunmatched")
         );
     }
 }

@@ -1,40 +1,34 @@
-//! Policies: a named quota with its algorithm and cost, and the
-//! [`LimitSet`] a request resolves to.
+//! Policies: a named quota with its algorithm and cost, the [`Rule`]s and
+//! route levels they come from, and the [`LimitSet`] a request resolves to.
 //!
 //! A layer resolves each request to a [`LimitSet`]: the default rule, the
 //! groups whose prefix the path falls under (outermost first) and the most
 //! specific route, each a [`Rule`] turned into one concrete [`Policy`] by
 //! the request's tier, the schedule and any per-key override
-//! ([`Overrides`]). Allow and deny lists ([`AccessList`]) are checked
-//! before any of it.
+//! ([`Overrides`](crate::settings::Overrides)). Allow and deny lists
+//! ([`AccessList`](crate::settings::AccessList)) are checked before any of
+//! it.
 
-mod access;
-mod overrides;
-pub(crate) mod resolve;
 mod routes;
 mod rule;
 #[cfg(feature = "schedule")]
 mod schedule;
-pub(crate) mod sync;
 mod tiers;
 
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderValue;
 use smallvec::SmallVec;
 
-use crate::algorithm::{Algorithm, AlgorithmError};
+use crate::{Algorithm, AlgorithmError, Decision};
+use crate::headers::{HeaderItem, PolicyHeader};
 use crate::key::Key;
 use crate::quota::{Quota, QuotaError};
 
-pub(crate) use access::forbidden;
-pub use access::{Access, AccessList};
-pub use overrides::{OverrideError, Overrides};
 pub use routes::PatternError;
 pub(crate) use routes::{Pattern, RouteTable};
 pub use rule::{Cost, Rule};
-pub(crate) use rule::{CountOnly, DynExtractor, Level};
+pub(crate) use rule::{ResponseCounts, DynExtractor, Level};
 #[cfg(feature = "schedule")]
 pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 pub use tiers::Tiers;
@@ -46,7 +40,7 @@ pub use tiers::Tiers;
 /// policies that see the same key.
 ///
 /// ```
-/// use tollgate::{Algorithm, Policy, Quota};
+/// use tollgate::{Algorithm, Quota, policy::Policy};
 ///
 /// let p = Policy::new("login", Quota::per_minute(5)).algorithm(Algorithm::SlidingWindowLog);
 /// assert_eq!(p.name(), "login");
@@ -63,15 +57,8 @@ pub struct Policy {
     shadow: bool,
     /// The quota unit (`qu`) when not requests.
     unit: Option<&'static str>,
-    /// `"name";q=..;w=..`, computed once: the policy's item in
-    /// `RateLimit-Policy`.
-    ietf_item: Arc<str>,
-    /// `ietf_item` as a header value: a single-policy `RateLimit-Policy`.
-    ietf_value: Option<HeaderValue>,
-    /// The quota's limit as a header value (`X-RateLimit-Limit`), made once:
-    /// for the usual limits, a value over static bytes, so that cloning it
-    /// touches no reference count shared between threads.
-    limit_value: HeaderValue,
+    /// What the policy says in the headers, formatted once.
+    header: PolicyHeader,
 }
 
 /// Whether a policy name may hold byte `b` (checked by
@@ -86,10 +73,7 @@ impl Policy {
         let name = name.into();
         Policy {
             id: Key::from_bytes(name.as_bytes()).stable_hash(),
-            // The three header fields are set by `with_item` below.
-            ietf_value: None,
-            limit_value: HeaderValue::from_static(""),
-            ietf_item: Arc::from(""),
+            header: PolicyHeader::new(name.clone(), quota.limit(), quota.period(), None),
             name,
             quota,
             algorithm: Algorithm::Gcra,
@@ -97,15 +81,16 @@ impl Policy {
             shadow: false,
             unit: None,
         }
-        .with_item()
     }
 
-    /// Recomputes the `RateLimit-Policy` item after a change.
-    fn with_item(mut self) -> Self {
-        let item = ietf_item(&self.name, &self.quota, self.unit);
-        self.ietf_value = HeaderValue::from_str(&item).ok();
-        self.limit_value = crate::headers::number(self.quota.limit());
-        self.ietf_item = item;
+    /// Formats the header values again after a change of quota or unit.
+    fn with_header(mut self) -> Self {
+        self.header = PolicyHeader::new(
+            self.name.clone(),
+            self.quota.limit(),
+            self.quota.period(),
+            self.unit,
+        );
         self
     }
 
@@ -116,7 +101,7 @@ impl Policy {
             quota,
             ..self.clone()
         }
-        .with_item()
+        .with_header()
     }
 
     /// The unit the quota counts in when it is not requests, for
@@ -124,7 +109,7 @@ impl Policy {
     /// from `Content-Length`).
     pub fn unit(mut self, unit: Option<&'static str>) -> Self {
         self.unit = unit;
-        self.with_item()
+        self.with_header()
     }
 
     /// Sets the algorithm.
@@ -148,6 +133,11 @@ impl Policy {
 
     /// The name.
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name, shared (no copy of the string).
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
 
@@ -177,20 +167,10 @@ impl Policy {
         self.shadow
     }
 
-    /// The policy's item in `RateLimit-Policy`, e.g. `"default";q=100;w=60`.
-    pub fn ietf_item(&self) -> &str {
-        &self.ietf_item
-    }
-
-    /// [`Policy::ietf_item`] as a header value (`None` if the name cannot
-    /// be one, which [`Policy::validate`] rejects).
-    pub fn ietf_header_value(&self) -> Option<&HeaderValue> {
-        self.ietf_value.as_ref()
-    }
-
-    /// The quota's limit as a header value: `X-RateLimit-Limit`.
-    pub fn limit_header_value(&self) -> &HeaderValue {
-        &self.limit_value
+    /// What the policy says in the rate-limit headers (for
+    /// [`headers::write_headers`](crate::headers::write_headers)).
+    pub fn header(&self) -> &PolicyHeader {
+        &self.header
     }
 
     /// Checks the quota, the algorithm's constraints and the name.
@@ -222,19 +202,6 @@ impl fmt::Debug for Policy {
             .field("shadow", &self.shadow)
             .finish()
     }
-}
-
-/// `"name";q=N;w=S` with the window in whole seconds, rounded up (the
-/// draft's `w` is an integer).
-fn ietf_item(name: &str, quota: &Quota, unit: Option<&str>) -> Arc<str> {
-    let w = crate::time::Nanos::from(quota.period())
-        .as_secs_ceil()
-        .max(1);
-    match unit {
-        Some(unit) => format!("\"{name}\";q={};qu=\"{unit}\";w={w}", quota.limit()),
-        None => format!("\"{name}\";q={};w={w}", quota.limit()),
-    }
-    .into()
 }
 
 /// Why a policy cannot be enforced.
@@ -278,7 +245,7 @@ pub struct Limit {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tollgate::{key::Key, LimitSet, Policy, Quota};
+/// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
 ///
 /// let policy = Arc::new(Policy::new("default", Quota::per_second(10)));
 /// let set = LimitSet::single(policy, Key::from("client-1"), 1);
@@ -335,5 +302,14 @@ impl LimitSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()
+    }
+}
+
+impl HeaderItem for (Arc<Policy>, Decision) {
+    fn header(&self) -> &PolicyHeader {
+        &self.0.header
+    }
+    fn decision(&self) -> &Decision {
+        &self.1
     }
 }

@@ -12,7 +12,7 @@ use super::tiers::Tiers;
 #[cfg(feature = "schedule")]
 use super::Schedule;
 use super::{Policy, PolicyError};
-use crate::algorithm::Algorithm;
+use crate::Algorithm;
 use crate::key::{Extracted, KeyExtractor, OnMissing};
 use crate::quota::Quota;
 
@@ -62,11 +62,11 @@ pub struct Rule {
     pub(crate) tiers: Option<Tiers>,
     #[cfg(feature = "schedule")]
     pub(crate) schedule: Option<Schedule>,
-    pub(crate) count_only: Option<CountOnly>,
+    pub(crate) count_only: Option<ResponseCounts>,
 }
 
 /// A predicate on the response head: `true` when the request counts.
-pub(crate) type CountOnly = Arc<dyn Fn(&http::response::Parts) -> bool + Send + Sync>;
+pub(crate) type ResponseCounts = Arc<dyn Fn(&http::response::Parts) -> bool + Send + Sync>;
 
 impl Rule {
     /// A rule named `name` (see [`Policy`] for the allowed characters) with
@@ -326,7 +326,7 @@ pub(crate) struct Level {
     pub(crate) base: Arc<Policy>,
     pub(crate) key: Option<Arc<dyn DynExtractor>>,
     pub(crate) cost: Cost,
-    pub(crate) count_only: Option<CountOnly>,
+    pub(crate) count_only: Option<ResponseCounts>,
     pub(crate) tiers: Option<(Tiers, TierPolicies)>,
     #[cfg(feature = "schedule")]
     pub(crate) schedule: Option<(Schedule, Vec<Arc<Policy>>)>,

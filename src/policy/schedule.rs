@@ -8,7 +8,7 @@ use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 use jiff::Timestamp;
 
-use crate::quota::{truncate, Quota, QuotaError};
+use crate::quota::{Quota, QuotaError, truncate};
 
 /// The time forms [`Schedule`] accepts, quoted in its errors.
 const TIME_FORM: &str = "expected HH:MM from 00:00 to 24:00";
@@ -84,7 +84,7 @@ pub const MAX_SCHEDULE_WINDOWS: usize = u8::MAX as usize;
 /// ```
 /// use jiff::civil::Weekday;
 /// use jiff::Timestamp;
-/// use tollgate::{Quota, Schedule};
+/// use tollgate::{Quota, policy::Schedule};
 ///
 /// let schedule = Schedule::new("Europe/Paris", Quota::per_minute(100))?
 ///     .on(&[Weekday::Saturday, Weekday::Sunday], "00:00", "24:00", Quota::per_minute(500))?

@@ -11,9 +11,9 @@ use ipnet::IpNet;
 use prefix_trie::joint::JointPrefixSet;
 
 use super::sync::{self, Link, Mirror};
-use crate::backend::BackendError;
+use super::store::StoreError;
 use crate::key::{ClientIp, Key};
-use crate::response::Problem;
+use crate::problem::Problem;
 
 /// What an [`AccessList`] says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ struct Lists {
 /// default; give it your trusted proxies with [`AccessList::client_ip`]).
 ///
 /// ```
-/// use tollgate::{AccessList, Quota, RateLimitLayer};
+/// use tollgate::{Quota, RateLimitLayer, settings::AccessList};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let access = AccessList::new()
@@ -131,37 +131,37 @@ impl AccessList {
     }
 
     /// Never limits clients in `net`.
-    pub async fn allow_net(&self, net: IpNet) -> Result<(), BackendError> {
+    pub async fn allow_net(&self, net: IpNet) -> Result<(), StoreError> {
         self.change(Entry::Net(net.trunc()), Access::Allow).await
     }
 
     /// Refuses clients in `net`.
-    pub async fn deny_net(&self, net: IpNet) -> Result<(), BackendError> {
+    pub async fn deny_net(&self, net: IpNet) -> Result<(), StoreError> {
         self.change(Entry::Net(net.trunc()), Access::Deny).await
     }
 
     /// Takes `net` (exactly that range) off the lists.
-    pub async fn remove_net(&self, net: IpNet) -> Result<(), BackendError> {
+    pub async fn remove_net(&self, net: IpNet) -> Result<(), StoreError> {
         self.change(Entry::Net(net.trunc()), Access::Limit).await
     }
 
     /// Never limits requests whose key is `key`.
-    pub async fn allow_key(&self, key: Key) -> Result<(), BackendError> {
+    pub async fn allow_key(&self, key: Key) -> Result<(), StoreError> {
         self.change(Entry::Key(key), Access::Allow).await
     }
 
     /// Refuses requests whose key is `key`.
-    pub async fn deny_key(&self, key: Key) -> Result<(), BackendError> {
+    pub async fn deny_key(&self, key: Key) -> Result<(), StoreError> {
         self.change(Entry::Key(key), Access::Deny).await
     }
 
     /// Takes `key` off the lists.
-    pub async fn remove_key(&self, key: &Key) -> Result<(), BackendError> {
+    pub async fn remove_key(&self, key: &Key) -> Result<(), StoreError> {
         self.change(Entry::Key(key.clone()), Access::Limit).await
     }
 
     /// Writes a change to the shared store (if any), then applies it here.
-    async fn change(&self, entry: Entry, access: Access) -> Result<(), BackendError> {
+    async fn change(&self, entry: Entry, access: Access) -> Result<(), StoreError> {
         let value = match access {
             Access::Allow => Some("allow"),
             Access::Deny => Some("deny"),

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::sync::{self, Link, Mirror};
-use super::{Policy, PolicyError};
-use crate::backend::BackendError;
+use crate::policy::{Policy, PolicyError};
+use super::store::StoreError;
 use crate::key::Key;
 use crate::quota::Quota;
 
@@ -24,7 +24,7 @@ pub enum OverrideError {
     Policy(#[from] PolicyError),
     /// The shared store did not take the change; nothing changed.
     #[error("the override could not be stored: {0}")]
-    Backend(#[from] BackendError),
+    Store(#[from] StoreError),
 }
 
 #[derive(Clone)]

@@ -5,10 +5,22 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::BackendError;
 
 /// The future of a [`SettingsStore`] call.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a [`SettingsStore`] call failed. Nothing is known to have been
+/// written; the local copy is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer within its timeout.
+    #[error("settings store timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The store is unreachable, failed, or answered something malformed.
+    #[error("settings store unavailable: {0}")]
+    Unavailable(String),
+}
 
 /// Named maps of string fields to string values, each with a version that
 /// changes on every write, kept where every server of a fleet can read

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::backend::{BackendError, SettingsStore};
+use super::store::{SettingsStore, StoreError};
 
 /// A store and the version of the map last loaded from it.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ pub(crate) fn attach(mirror: &dyn Mirror, store: Arc<dyn SettingsStore>) {
 }
 
 /// Reloads the copy if the store's version moved; `true` if it did.
-pub(crate) async fn refresh(mirror: &dyn Mirror) -> Result<bool, BackendError> {
+pub(crate) async fn refresh(mirror: &dyn Mirror) -> Result<bool, StoreError> {
     let Some(link) = mirror.link().get() else {
         return Ok(false);
     };
@@ -87,7 +87,7 @@ pub(crate) async fn write(
     mirror: &dyn Mirror,
     field: &str,
     value: Option<&str>,
-) -> Result<(), BackendError> {
+) -> Result<(), StoreError> {
     let Some(link) = mirror.link().get() else {
         return Ok(());
     };

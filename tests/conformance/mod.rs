@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use tollgate::key::Key;
-use tollgate::{
-    headers, Algorithm, HeaderStyle, LimitSet, Nanos, Outcome, Policy, Quota, ResetFormat,
-};
+use tollgate::headers::{self, HeaderStyle, PolicyHeader, ResetFormat};
+use tollgate::{Algorithm, Quota, backend::Outcome, policy::{LimitSet, Policy}, time::Nanos};
 
 /// 2023-11-14T22:14:00Z: a whole minute.
 pub const BASE: Nanos = Nanos::from_secs(1_700_000_040);
@@ -732,9 +731,9 @@ pub fn run_table(mut run: impl FnMut(Op, &LimitSet, Nanos) -> Outcome) {
                     "{at}: policy {j} (allowed, remaining, reset ns, retry ns, delay ns)"
                 );
             }
-            let items: Vec<(&Policy, &tollgate::Decision)> = policies
+            let items: Vec<(&PolicyHeader, &tollgate::Decision)> = policies
                 .iter()
-                .map(|p| &**p)
+                .map(|p| p.header())
                 .zip(outcome.decisions())
                 .collect();
             let mut h = HeaderMap::new();

@@ -68,8 +68,8 @@ pub fn slow_quota(limit: u64) -> tollgate::Quota {
 }
 
 /// A set of one limit of `policy` on `key`, cost 1.
-pub fn single(policy: &std::sync::Arc<tollgate::Policy>, key: &str) -> tollgate::LimitSet {
-    tollgate::LimitSet::single(policy.clone(), tollgate::key::Key::from(key), 1)
+pub fn single(policy: &std::sync::Arc<tollgate::policy::Policy>, key: &str) -> tollgate::policy::LimitSet {
+    tollgate::policy::LimitSet::single(policy.clone(), tollgate::key::Key::from(key), 1)
 }
 
 /// Starts a server or skips the test (see the module documentation).

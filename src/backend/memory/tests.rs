@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::{Policy, Quota};
+use crate::{Quota, policy::Policy};
 
 fn policy(name: &str, quota: Quota) -> Arc<Policy> {
     Arc::new(Policy::new(name, quota))

@@ -16,7 +16,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, BackendError, Outcome};
-use crate::algorithm::{Algorithm, Decision};
+use crate::{Algorithm, Decision};
 use crate::key::Key;
 use crate::policy::{Limit, LimitSet, Policy};
 use crate::time::Nanos;
@@ -71,7 +71,7 @@ const SCRIPT: &str = concat!(
 /// ```no_run
 /// use std::sync::Arc;
 /// use tollgate::backend::{Backend, RedisBackend};
-/// use tollgate::{key::Key, LimitSet, Policy, Quota};
+/// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let backend = RedisBackend::connect("redis://127.0.0.1/").await?;
@@ -1058,7 +1058,7 @@ impl Backend for RedisBackend {
 
     /// Overrides and access lists live on the server, shared by every
     /// layer connected to it (see [`RedisBackend::settings`]).
-    fn store(&self) -> Option<std::sync::Arc<dyn crate::backend::SettingsStore>> {
+    fn store(&self) -> Option<std::sync::Arc<dyn crate::settings::SettingsStore>> {
         Some(self.settings())
     }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use ::redis::{Script, Value};
 
 use super::{describe, RedisBackend};
-use crate::backend::{BackendError, SettingsStore, StoreFuture};
+use crate::backend::BackendError;
+use crate::settings::{SettingsStore, StoreError, StoreFuture};
 
 /// `put`: sets the field, then moves the version; answers the new version.
 const PUT: &str = "\
@@ -67,8 +68,8 @@ impl RedisBackend {
     /// # Failures
     ///
     /// Every call is bounded by the backend's timeout
-    /// ([`BackendError::Timeout`]); any other failure is
-    /// [`BackendError::Unavailable`]. An entry of the hash that is not
+    /// ([`StoreError::Timeout`]); any other failure is
+    /// [`StoreError::Unavailable`]. An entry of the hash that is not
     /// UTF-8 (written by something other than tollgate) is skipped by
     /// `load` with a warning (which names the map, not the entry's bytes);
     /// the other entries load.
@@ -117,8 +118,8 @@ fn version_key(prefix: &str, map: &str) -> String {
     key
 }
 
-fn malformed() -> BackendError {
-    BackendError::Unavailable("redis: malformed reply from the settings store".into())
+fn malformed() -> StoreError {
+    StoreError::Unavailable("redis: malformed reply from the settings store".into())
 }
 
 /// The bytes of a string reply.
@@ -132,7 +133,7 @@ fn bytes(value: &Value) -> Option<&[u8]> {
 
 /// A version: a decimal string (`GET`, the load script) or an integer
 /// (`INCR`); `0` for a missing counter.
-fn parse_version(value: &Value) -> Result<u64, BackendError> {
+fn parse_version(value: &Value) -> Result<u64, StoreError> {
     match value {
         Value::Nil => Ok(0),
         Value::Int(i) => u64::try_from(*i).map_err(|_| malformed()),
@@ -145,7 +146,7 @@ fn parse_version(value: &Value) -> Result<u64, BackendError> {
 
 /// The entries of a `HGETALL` reply (a flat array of fields and values,
 /// or a map), skipping those that are not UTF-8.
-fn parse_entries(map: &str, value: Value) -> Result<Vec<(String, String)>, BackendError> {
+fn parse_entries(map: &str, value: Value) -> Result<Vec<(String, String)>, StoreError> {
     let pairs: Vec<(Value, Value)> = match value {
         Value::Array(items) => {
             if items.len() % 2 != 0 {
@@ -193,7 +194,7 @@ fn text(value: Value) -> Option<String> {
 impl RedisSettings {
     /// Runs `script` on map `map`'s two keys (`EVALSHA`, loading the
     /// script on `NOSCRIPT`); on a cluster, routed by the keys' slot.
-    async fn run(&self, script: &Script, map: &str, args: &[&str]) -> Result<Value, BackendError> {
+    async fn run(&self, script: &Script, map: &str, args: &[&str]) -> Result<Value, StoreError> {
         let prefix = &self.backend.inner.prefix;
         let mut invocation = script.prepare_invoke();
         invocation
@@ -212,6 +213,7 @@ impl RedisSettings {
                     .map_err(|e| BackendError::Unavailable(describe(&e)))
             })
             .await
+            .map_err(StoreError::from)
     }
 }
 
@@ -245,7 +247,8 @@ impl SettingsStore for RedisSettings {
                         .await
                         .map_err(|e| BackendError::Unavailable(describe(&e)))
                 })
-                .await?;
+                .await
+                .map_err(StoreError::from)?;
             parse_version(&reply)
         })
     }

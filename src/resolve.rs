@@ -6,19 +6,19 @@ use std::sync::Arc;
 use http::request::Parts;
 use smallvec::SmallVec;
 
-use super::rule::CountOnly;
-use super::{Access, AccessList, Level, LimitSet, Overrides, Policy, RouteTable};
 use crate::key::{Extracted, Key, KeyExtractor, OnMissing};
-use crate::response::Problem;
+use crate::policy::{Level, LimitSet, Policy, ResponseCounts, RouteTable};
+use crate::problem::Problem;
+use crate::settings::{Access, AccessList, Overrides};
 
 /// Which limits of a set count only some responses: `(index in the set,
 /// predicate)`. Empty (no allocation) unless a rule has `count_only`.
-pub(crate) type CountsOnly = SmallVec<[(usize, CountOnly); 1]>;
+pub(crate) type Settlements = SmallVec<[(usize, ResponseCounts); 1]>;
 
 /// What a request resolves to.
 pub(crate) enum Resolution {
     /// Check these limits.
-    Limit(LimitSet, CountsOnly),
+    Limit(LimitSet, Settlements),
     /// Pass it on unlimited (exempt route, skipped key, allowed key,
     /// unlimited tier, no level applies).
     Unlimited,
@@ -54,13 +54,13 @@ impl Resolver {
             // The first level of a name wins (levels of one name share
             // counters).
             catalog
-                .entry(level.base.name.clone())
+                .entry(level.base.shared_name().clone())
                 .or_insert_with(|| level.base.clone());
         }
         let default_name = default
             .as_ref()
             .or(levels.first())
-            .map_or_else(|| Arc::from("default"), |l| l.base.name.clone());
+            .map_or_else(|| Arc::from("default"), |l| l.base.shared_name().clone());
         let simple =
             table.is_empty() && levels.is_empty() && default.as_ref().is_some_and(Level::is_plain);
         Resolver {
@@ -101,7 +101,7 @@ impl Resolver {
                 .lookup(level.base.id(), &key)
                 .unwrap_or_else(|| level.base.clone());
             let cost = policy.get_cost();
-            return Resolution::Limit(LimitSet::single(policy, key, cost), CountsOnly::new());
+            return Resolution::Limit(LimitSet::single(policy, key, cost), Settlements::new());
         }
         let matched = self.table.lookup(&parts.method, parts.uri.path());
         if matched.exempt {
@@ -113,7 +113,7 @@ impl Resolver {
             .chain(matched.groups.iter().filter_map(|&i| self.levels.get(i)))
             .chain(matched.route.and_then(|i| self.levels.get(i)));
         let mut set = LimitSet::new();
-        let mut counts_only = CountsOnly::new();
+        let mut counts_only = Settlements::new();
         let mut shared_key = LayerKey::NotYet;
         for level in levels {
             let key = match &level.key {
@@ -161,14 +161,14 @@ impl Resolver {
 /// An extractor's key, checked against the key lists: `Ok(None)` when its
 /// levels are left out; `Err` when it settles them (a key problem or a
 /// denied key answers the request, an allowed key passes them unlimited).
-fn listed_key<E: super::DynExtractor + ?Sized>(
+fn listed_key<E: crate::policy::DynExtractor + ?Sized>(
     extractor: &E,
     access: Option<&AccessList>,
     parts: &Parts,
 ) -> Result<Option<Key>, Settled> {
     match key_of(extractor, parts) {
         Ok(Some(key)) => match listed(access, &key) {
-            Access::Deny => Err(Settled::Answer(super::access::forbidden())),
+            Access::Deny => Err(Settled::Answer(crate::settings::forbidden())),
             Access::Allow => Err(Settled::Unlimited),
             Access::Limit => Ok(Some(key)),
         },
@@ -199,7 +199,7 @@ fn listed(access: Option<&AccessList>, key: &Key) -> Access {
 
 /// An extractor's key: `Ok(None)` when it skips (or misses with
 /// `OnMissing::Skip`), `Err` with the problem that answers the request.
-fn key_of<E: super::DynExtractor + ?Sized>(
+fn key_of<E: crate::policy::DynExtractor + ?Sized>(
     extractor: &E,
     parts: &Parts,
 ) -> Result<Option<Key>, Problem> {

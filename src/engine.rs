@@ -1,0 +1,557 @@
+//! The engine: what happens once a request is described as a
+//! [`LimitSet`]. It runs the set on the backend, applies the fail mode and
+//! shadow mode, plans the refunds of limits that count only some
+//! responses, reports (tracing now, metrics next) and returns a
+//! [`Verdict`].
+//!
+//! It knows nothing of HTTP: the Tower service and the axum extractor
+//! (`layer`, `extract`) and [`Limiter`](crate::Limiter) are front ends over
+//! it, and any other front end (a gRPC service, a message consumer) needs
+//! nothing else.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::Decision;
+use crate::backend::{Acquire, Backend, BackendError, Outcome};
+use crate::policy::{LimitSet, Policy, ResponseCounts};
+use crate::problem::Problem;
+use crate::resolve::Settlements;
+use crate::time::Nanos;
+
+/// What happens to a request when the backend cannot answer (an error or a
+/// timeout).
+///
+/// There are three fail modes; two are set here, the third is a backend:
+///
+/// - **open** ([`FailMode::Open`], the default): the request passes, without
+///   rate-limit headers; the failure is logged at `error` once per outage
+///   and recorded per request as `outcome = "backend_error"` on the
+///   `rate_limit` span.
+/// - **closed** ([`FailMode::Closed`]): the request is answered `503
+///   Service Unavailable` (problem+json) without reaching the service.
+/// - **local**: wrap the backend in a [`Failover`](crate::backend::Failover)
+///   with an in-memory fallback,
+///   `.backend(Failover::new(primary, MemoryBackend::new()))`. Behind a
+///   circuit breaker and a timeout, the fallback answers whenever the
+///   primary cannot, so requests are still limited (per server, not
+///   fleet-wide), 429s included, and the layer sees no error; what was
+///   consumed locally is written back into the primary when it recovers.
+///   This enum then only applies if the fallback fails too.
+///
+/// ```
+/// use tollgate::backend::{Failover, MemoryBackend};
+/// use tollgate::{FailMode, Quota, RateLimitLayer};
+///
+/// // "closed", with a local fallback first: 503 only if both fail.
+/// let primary = MemoryBackend::new(); // e.g. RedisBackend (feature `redis`)
+/// let layer = RateLimitLayer::builder()
+///     .quota(Quota::per_second(10))
+///     .backend(Failover::new(primary, MemoryBackend::new()))
+///     .fail_mode(FailMode::Closed)
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FailMode {
+    /// Let the request through, log at `error` once per outage start and
+    /// count it (default: a limiter outage should not become a site outage).
+    #[default]
+    Open,
+    /// Answer `503 Service Unavailable` with a problem+json body.
+    Closed,
+}
+
+/// The backend and what to do with its answers.
+pub(crate) struct Engine<B> {
+    backend: B,
+    fail_mode: FailMode,
+    /// The whole layer only reports.
+    shadow: bool,
+    /// Shadow decisions (the layer's, or a shadow level's) go in the headers.
+    shadow_headers: bool,
+    /// Set while the backend is failing, so an outage is logged once.
+    failing: AtomicBool,
+}
+
+impl<B> fmt::Debug for Engine<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("fail_mode", &self.fail_mode)
+            .field("shadow", &self.shadow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with a checked request.
+pub(crate) enum Verdict {
+    /// Let it through after `delay` (a queueing leaky bucket asks for
+    /// one); `passed` is what to report and settle, `None` when there is
+    /// nothing (fail open, shadow mode without headers).
+    Pass {
+        passed: Option<Passed>,
+        delay: Nanos,
+    },
+    /// Refuse it (429): why, and the decisions to report with the refusal.
+    Deny { denial: Denial, reported: Reported },
+    /// The backend failed and the fail mode is closed (503).
+    Unavailable,
+}
+
+/// The decisions a front end shows the client (the rate-limit headers):
+/// every enforced level's, and a shadow level's only with
+/// `shadow_headers(true)`, in the set's order.
+#[derive(Default)]
+pub(crate) struct Reported {
+    pub(crate) items: SmallVec<[(Arc<Policy>, Decision); 1]>,
+}
+
+/// A request that passed: what to report, and what to settle once its
+/// response is known.
+pub(crate) struct Passed {
+    pub(crate) reported: Reported,
+    refund: Option<Box<dyn Settle>>,
+}
+
+impl Passed {
+    /// Whether some limit waits for the response to be settled.
+    pub(crate) fn settles(&self) -> bool {
+        self.refund.is_some()
+    }
+
+    /// Gives back the units of every limit that counts only some responses
+    /// and whose predicate, applied by `counts`, says this one does not
+    /// count. Runs at most once.
+    pub(crate) fn settle(&mut self, counts: impl Fn(&ResponseCounts) -> bool) {
+        if let Some(refund) = self.refund.take() {
+            refund.settle(&counts);
+        }
+    }
+}
+
+impl<B> Engine<B> {
+    pub(crate) fn new(backend: B, fail_mode: FailMode, shadow: bool, shadow_headers: bool) -> Self {
+        Engine {
+            backend,
+            fail_mode,
+            shadow,
+            shadow_headers,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// Starts the backend call for `set`: ready at once in memory, a
+    /// future on a network backend. Its result goes to [`Engine::decide`].
+    pub(crate) fn acquire(&self, set: &LimitSet) -> Acquire<B::Future> {
+        self.backend.acquire(set)
+    }
+
+    /// Acquires `set` and reports a backend failure or recovery, without
+    /// applying the fail mode: for front ends that hand the error to their
+    /// caller ([`Limiter`](crate::Limiter)).
+    pub(crate) async fn acquire_reported(&self, set: &LimitSet) -> Result<Outcome, BackendError> {
+        let result = self.backend.acquire(set).await;
+        self.note(&result);
+        result
+    }
+
+    /// Logs the start of an outage once, and its end.
+    fn note<T>(&self, result: &Result<T, BackendError>) {
+        match result {
+            Ok(_) => {
+                if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed)
+                {
+                    tracing::info!("tollgate: rate-limit backend answering again");
+                }
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(%error, fail_mode = ?self.fail_mode, "tollgate: rate-limit backend failed; applying the fail mode");
+                }
+            }
+        }
+    }
+
+    /// Turns the backend's answer for `set` into a verdict: fail mode,
+    /// shadow mode, the refund plan of `settlements`, 429s. The outcome is
+    /// recorded on `span` (handed in: looking up the current span costs a
+    /// dispatcher lookup on every request, span or not).
+    pub(crate) fn decide(
+        &self,
+        result: Result<Outcome, BackendError>,
+        mut set: LimitSet,
+        settlements: Settlements,
+        span: &tracing::Span,
+    ) -> Verdict {
+        self.note(&result);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                span.record("outcome", "backend_error");
+                return match self.fail_mode {
+                    FailMode::Open => Verdict::Pass {
+                        passed: None,
+                        delay: Nanos::ZERO,
+                    },
+                    FailMode::Closed => Verdict::Unavailable,
+                };
+            }
+        };
+        let allowed = outcome.allowed();
+        let any_denied = outcome.decisions().iter().any(|d| !d.allowed);
+        if any_denied && (self.shadow || allowed) {
+            report_shadow(&set, &outcome);
+        }
+        let refund = if allowed {
+            self.plan_refund(&set, &outcome, settlements)
+        } else {
+            None
+        };
+        if self.shadow {
+            span.record(
+                "outcome",
+                if allowed { "allowed" } else { "shadow_denied" },
+            );
+            // Shadow mode neither blocks nor holds a request back; its
+            // decisions go in the headers only on request, but what counts
+            // only some responses is still settled.
+            let reported = if self.shadow_headers {
+                self.reported(&mut set, &outcome)
+            } else {
+                Reported::default()
+            };
+            return Verdict::Pass {
+                passed: Some(Passed { reported, refund }),
+                delay: Nanos::ZERO,
+            };
+        }
+        if allowed {
+            span.record(
+                "outcome",
+                if any_denied {
+                    "shadow_denied"
+                } else {
+                    "allowed"
+                },
+            );
+            let delay = outcome
+                .decisions()
+                .iter()
+                .map(|d| d.delay)
+                .max()
+                .unwrap_or(Nanos::ZERO);
+            let reported = self.reported(&mut set, &outcome);
+            return Verdict::Pass {
+                passed: Some(Passed { reported, refund }),
+                delay,
+            };
+        }
+        span.record("outcome", "denied");
+        let violated: SmallVec<[(Arc<Policy>, Decision); 1]> = set
+            .limits()
+            .iter()
+            .zip(outcome.decisions())
+            .filter(|(l, d)| !d.allowed && !l.policy.is_shadow())
+            .map(|(l, d)| (l.policy.clone(), *d))
+            .collect();
+        let denial = Denial {
+            retry_after: crate::headers::retry_after(violated.iter().map(|(_, d)| d)),
+            violated,
+        };
+        tracing::debug!(
+            policies = ?denial.violated_policies().collect::<SmallVec<[&str; 2]>>(),
+            retry_after_ms = denial.retry_after().map(|d| d.as_u64() / 1_000_000),
+            "tollgate: request denied"
+        );
+        let reported = self.reported(&mut set, &outcome);
+        Verdict::Deny { denial, reported }
+    }
+
+    /// The decisions to show the client: shadow levels only on request.
+    fn reported(&self, set: &mut LimitSet, outcome: &Outcome) -> Reported {
+        let show_shadow = self.shadow_headers;
+        let items = set
+            .drain_limits()
+            .zip(outcome.decisions())
+            .filter(|(limit, _)| show_shadow || !limit.policy.is_shadow())
+            .map(|(limit, decision)| (limit.policy, *decision))
+            .collect();
+        Reported { items }
+    }
+
+    /// The refund plan of a passed request, if any of its limits counts
+    /// only some responses.
+    fn plan_refund(
+        &self,
+        set: &LimitSet,
+        outcome: &Outcome,
+        settlements: Settlements,
+    ) -> Option<Box<dyn Settle>> {
+        if settlements.is_empty() {
+            return None;
+        }
+        let Some(at) = outcome.at() else {
+            tracing::debug!(
+                "tollgate: the backend does not say when it decided; nothing can be refunded"
+            );
+            return None;
+        };
+        let mut limits = LimitSet::new();
+        let mut counts = SmallVec::new();
+        for (index, predicate) in settlements {
+            let (Some(limit), Some(d)) = (set.limits().get(index), outcome.decisions().get(index))
+            else {
+                continue;
+            };
+            // Only what was counted can be given back.
+            if d.allowed {
+                limits.push(limit.policy.clone(), limit.key.clone(), limit.cost);
+                counts.push(predicate);
+            }
+        }
+        if limits.is_empty() {
+            return None;
+        }
+        Some(Box::new(Refund {
+            limits,
+            counts,
+            at,
+            backend: self.backend.clone(),
+        }))
+    }
+}
+
+/// Logs each limit a shadow level or a shadow layer would have denied.
+fn report_shadow(set: &LimitSet, outcome: &Outcome) {
+    for (l, d) in set.limits().iter().zip(outcome.decisions()) {
+        if !d.allowed {
+            tracing::info!(
+                target: "tollgate::shadow",
+                policy = l.policy.name(),
+                key = %l.key,
+                retry_after_ms = d.retry_after.map(|r| r.as_u64() / 1_000_000),
+                "tollgate: would deny (shadow mode)"
+            );
+        }
+    }
+}
+
+/// A refund plan, type-erased so that what carries it (a response future)
+/// does not name the backend.
+trait Settle: Send + Sync {
+    fn settle(self: Box<Self>, counts: &dyn Fn(&ResponseCounts) -> bool);
+}
+
+/// The limits of a passed request that count only some responses, and the
+/// backend to give their units back on.
+struct Refund<B> {
+    limits: LimitSet,
+    counts: SmallVec<[ResponseCounts; 1]>,
+    at: Nanos,
+    backend: B,
+}
+
+impl<B: Backend> Settle for Refund<B> {
+    fn settle(self: Box<Self>, counts: &dyn Fn(&ResponseCounts) -> bool) {
+        let mut back = LimitSet::new();
+        for (limit, predicate) in self.limits.limits().iter().zip(&self.counts) {
+            if !counts(predicate) {
+                back.push(limit.policy.clone(), limit.key.clone(), limit.cost);
+            }
+        }
+        if back.is_empty() {
+            return;
+        }
+        let failed = |error: BackendError| {
+            tracing::debug!(%error, "tollgate: refund failed; the request stays counted");
+        };
+        match self.backend.refund(&back, self.at).into_state() {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => failed(error),
+            Err(future) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if let Err(error) = future.await {
+                            failed(error);
+                        }
+                    });
+                }
+                Err(_) => tracing::debug!("tollgate: no Tokio runtime to refund on"),
+            },
+        }
+    }
+}
+
+/// What a rejection handler is told about a denied request: the policies
+/// that denied it, with their decisions, and how long until it would be
+/// admitted.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tollgate::{Denial, Quota, RateLimitLayer};
+///
+/// let layer = RateLimitLayer::builder()
+///     .quota(Quota::per_minute(5))
+///     .on_rejected(|denial: &Denial| {
+///         let secs = denial.retry_after().map_or(60, |wait| wait.as_secs_ceil());
+///         http::Response::builder()
+///             .status(429)
+///             .body(Bytes::from(format!("slow down, try again in {secs}s")))
+///             .unwrap()
+///     })
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Denial {
+    violated: SmallVec<[(Arc<Policy>, Decision); 1]>,
+    retry_after: Option<Nanos>,
+}
+
+impl Denial {
+    /// The names of the policies that denied the request (shadow levels
+    /// never deny).
+    pub fn violated_policies(&self) -> impl Iterator<Item = &str> {
+        self.violated.iter().map(|(p, _)| p.name())
+    }
+
+    /// The decisions of the denying policies.
+    pub fn decisions(&self) -> impl Iterator<Item = (&Policy, &Decision)> {
+        self.violated.iter().map(|(p, d)| (&**p, d))
+    }
+
+    /// How long until the request would be admitted (exact; the
+    /// `Retry-After` header rounds it up). `None` when its cost exceeds a
+    /// whole quota, so no wait helps.
+    pub fn retry_after(&self) -> Option<Nanos> {
+        self.retry_after
+    }
+
+    /// The default problem details for this denial: a 429 of the
+    /// quota-exceeded type naming the violated policies.
+    pub fn problem(&self) -> Problem {
+        let mut detail = String::from("Quota exceeded for ");
+        for (i, (p, _)) in self.violated.iter().enumerate() {
+            if i > 0 {
+                detail.push_str(", ");
+            }
+            let _ = write!(detail, "policy \"{}\" ({})", p.name(), p.quota());
+        }
+        match self.retry_after {
+            Some(r) => {
+                let _ = write!(detail, ". Retry in {} s.", r.as_secs_ceil());
+            }
+            None => detail
+                .push_str(". This request costs more than the whole quota and cannot be admitted."),
+        }
+        let names = self
+            .violated
+            .iter()
+            .map(|(p, _)| p.name().to_owned())
+            .collect();
+        Problem::quota_exceeded(detail, names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::key::Key;
+    use crate::problem::QUOTA_EXCEEDED_TYPE;
+    use crate::Quota;
+
+    #[test]
+    fn quota_exceeded_problem_names_the_violated_policies() {
+        let policy = Arc::new(Policy::new("login", Quota::per_minute(5)));
+        let d = Decision::deny(5, 0, Nanos::from_secs(60), Some(Nanos::from_millis(11_500)));
+        let mut violated = SmallVec::new();
+        violated.push((policy, d));
+        let denial = Denial {
+            violated,
+            retry_after: Some(Nanos::from_millis(11_500)),
+        };
+        let p = denial.problem();
+        assert_eq!(p.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(p.type_uri(), QUOTA_EXCEEDED_TYPE);
+        let json = p.to_json();
+        assert!(json.contains(r#""violated-policies":["login"]"#), "{json}");
+        assert!(json.contains("Retry in 12 s"), "{json}");
+    }
+
+    fn two_levels(shadow_headers: bool) -> (Engine<MemoryBackend>, LimitSet) {
+        let engine = Engine::new(MemoryBackend::new(), FailMode::Open, false, shadow_headers);
+        let enforced = Arc::new(Policy::new("enforced", Quota::per_minute(5)));
+        let shadow = Arc::new(Policy::new("beta", Quota::per_minute(1)).shadow(true));
+        let mut set = LimitSet::new();
+        set.push(enforced, Key::from("k"), 1);
+        set.push(shadow, Key::from("k"), 1);
+        (engine, set)
+    }
+
+    fn run(engine: &Engine<MemoryBackend>, set: &LimitSet) -> Verdict {
+        let result = engine
+            .acquire(set)
+            .into_state()
+            .unwrap_or_else(|_| Err(BackendError::Unavailable("pending".into())));
+        engine.decide(result, set.clone(), Settlements::new(), &tracing::Span::none())
+    }
+
+    fn reported_names(verdict: &Verdict) -> Vec<String> {
+        let items = match verdict {
+            Verdict::Pass {
+                passed: Some(p), ..
+            } => &p.reported.items,
+            Verdict::Deny { reported, .. } => &reported.items,
+            _ => panic!("nothing reported"),
+        };
+        items.iter().map(|(p, _)| p.name().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_shadow_level_is_left_out_of_what_the_client_is_shown() {
+        let (engine, set) = two_levels(false);
+        run(&engine, &set);
+        // The shadow level is now over its limit; the request still passes.
+        let verdict = run(&engine, &set);
+        assert!(matches!(verdict, Verdict::Pass { .. }));
+        assert_eq!(reported_names(&verdict), ["enforced"]);
+    }
+
+    #[test]
+    fn shadow_headers_show_a_shadow_level_too() {
+        let (engine, set) = two_levels(true);
+        run(&engine, &set);
+        let verdict = run(&engine, &set);
+        assert_eq!(reported_names(&verdict), ["enforced", "beta"]);
+    }
+
+    #[test]
+    fn a_shadow_level_does_not_lengthen_the_wait_of_a_denial() {
+        let engine = Engine::new(MemoryBackend::new(), FailMode::Open, false, false);
+        let enforced = Arc::new(Policy::new("second", Quota::per_second(1)));
+        let shadow = Arc::new(Policy::new("day", Quota::per_day(1)).shadow(true));
+        let mut set = LimitSet::new();
+        set.push(enforced, Key::from("k"), 1);
+        set.push(shadow, Key::from("k"), 1);
+        run(&engine, &set);
+        let Verdict::Deny { denial, .. } = run(&engine, &set) else {
+            panic!("the second request within a second is denied");
+        };
+        assert_eq!(denial.violated_policies().collect::<Vec<_>>(), ["second"]);
+        let wait = denial.retry_after().expect("admissible later");
+        assert!(wait <= Nanos::SECOND, "{wait:?}");
+    }
+}

@@ -1,0 +1,232 @@
+//! [`Gate`]: what the HTTP front ends (the [`RateLimit`](super::RateLimit)
+//! service and the axum extractor) share. It describes a request (access
+//! lists, keys, policy resolution), hands the [`LimitSet`] to the
+//! [`Engine`], and turns the engine's verdict into HTTP: headers on a
+//! passing response, or a 429, 403, 401 or 503 answer.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+
+use crate::backend::{Backend, BackendError, Outcome};
+use crate::engine::{Denial, Engine, Passed, Verdict};
+use crate::headers::{HeaderConfig, HeaderStyle, self};
+use crate::key::KeyExtractor;
+use crate::policy::LimitSet;
+use crate::problem::Problem;
+use crate::resolve::{Resolution, Resolver, Settlements};
+use crate::settings::{Access, AccessList, StoreError, forbidden, sync};
+use crate::time::Nanos;
+
+/// A user's rejection handler.
+pub(crate) type OnRejected = Arc<dyn Fn(&Denial) -> Response<Bytes> + Send + Sync>;
+
+/// Everything a layer was built with, shared by every clone of the layer
+/// and its services.
+pub(crate) struct Gate<K, B> {
+    pub(crate) extractor: K,
+    pub(crate) resolver: Resolver,
+    pub(crate) access: Option<AccessList>,
+    pub(crate) engine: Engine<B>,
+    pub(crate) headers: HeaderConfig,
+    pub(crate) on_rejected: Option<OnRejected>,
+    pub(crate) sync_interval: Duration,
+}
+
+/// What the HTTP front end does with a request once its check is decided.
+pub(crate) enum Answer {
+    /// Pass it on after `delay`, adding what `admission` reports to the
+    /// response.
+    Pass(Option<Admission>, Nanos),
+    /// Answer it with this response.
+    Respond(Response<Bytes>),
+}
+
+/// A passed check, kept until the response head arrives: the decisions
+/// for its headers and what counts only some responses.
+pub(crate) struct Admission {
+    passed: Passed,
+    headers: HeaderConfig,
+}
+
+impl Admission {
+    /// Settles the limits that count only some responses against `res`,
+    /// then adds the rate-limit headers to it.
+    pub(crate) fn finish<T>(mut self, mut res: Response<T>) -> Response<T> {
+        if self.passed.settles() {
+            let (head, body) = res.into_parts();
+            self.passed.settle(|counts| counts(&head));
+            res = Response::from_parts(head, body);
+        }
+        self.write_headers(res.headers_mut());
+        res
+    }
+
+    /// Adds the rate-limit headers of this check to `headers`.
+    pub(crate) fn write_headers(&self, headers: &mut http::HeaderMap) {
+        if self.headers.style == HeaderStyle::None {
+            return;
+        }
+        headers::write(headers, self.headers, &self.passed.reported.items, false);
+    }
+}
+
+impl<K: KeyExtractor, B: Backend> Gate<K, B> {
+    /// Access lists by address first (they need no key), then the policy
+    /// resolution: keys, key lists, the levels that apply.
+    pub(crate) fn screen(&self, parts: &Parts) -> Resolution {
+        let access = self.access.as_ref();
+        match access.map_or(Access::Limit, |a| a.check_request(parts)) {
+            Access::Deny => return Resolution::Answer(forbidden()),
+            Access::Allow => return Resolution::Unlimited,
+            Access::Limit => {}
+        }
+        self.resolver.resolve(&self.extractor, access, parts)
+    }
+
+    /// The engine's verdict on the backend's `result` for `set`, as HTTP.
+    pub(crate) fn answer(
+        &self,
+        result: Result<Outcome, BackendError>,
+        set: LimitSet,
+        settlements: Settlements,
+        span: &tracing::Span,
+    ) -> Answer {
+        match self.engine.decide(result, set, settlements, span) {
+            Verdict::Pass { passed, delay } => {
+                let admission = passed.map(|passed| Admission {
+                    passed,
+                    headers: self.headers,
+                });
+                Answer::Pass(admission, delay)
+            }
+            Verdict::Deny { denial, reported } => {
+                let mut res = match &self.on_rejected {
+                    Some(handler) => handler(&denial),
+                    None => denial.problem().to_response(),
+                };
+                let mut extra = http::HeaderMap::new();
+                headers::write(&mut extra, self.headers, &reported.items, true);
+                for (name, value) in extra {
+                    // `try_entry` fails only on a map at its maximum size:
+                    // the header is left out rather than panicking.
+                    if let Some(Ok(entry)) = name.map(|name| res.headers_mut().try_entry(name)) {
+                        let _ = entry.or_try_insert(value);
+                    }
+                }
+                Answer::Respond(res)
+            }
+            Verdict::Unavailable => Answer::Respond(
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Rate limiter unavailable",
+                    "The rate limiter's backend could not be reached; try again shortly.",
+                )
+                .to_response(),
+            ),
+        }
+    }
+
+    /// The whole check of a request head, awaited, for callers that are
+    /// not the service (the axum extractor): `Ok(None)` passes unlimited,
+    /// `Ok(Some)` passes with headers to add, `Err` is the answer (429,
+    /// 403, a key problem, 503 when closed). Rules' `count_only` is not
+    /// applied: the response is not seen here.
+    pub(crate) async fn check_head(
+        &self,
+        parts: &Parts,
+    ) -> Result<Option<Admission>, Response<Bytes>> {
+        let set = match self.screen(parts) {
+            Resolution::Limit(set, _) => set,
+            Resolution::Unlimited => return Ok(None),
+            Resolution::Answer(problem) => return Err(problem.to_response()),
+        };
+        let result = self.engine.acquire(&set).await;
+        match self.answer(result, set, Settlements::new(), &tracing::Span::none()) {
+            Answer::Pass(admission, delay) => {
+                if delay > Nanos::ZERO {
+                    tokio::time::sleep(delay.into()).await;
+                }
+                Ok(admission)
+            }
+            Answer::Respond(res) => Err(res),
+        }
+    }
+}
+
+impl<K, B> Gate<K, B> {
+    /// Brings the shared overrides and access lists up to date with the
+    /// backend's store.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        sync::refresh(&self.resolver.overrides).await?;
+        if let Some(access) = &self.access {
+            sync::refresh(access).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The pending path's view of the gate after the backend answers,
+/// type-erased so the response future's type does not name the extractor
+/// or the backend.
+pub(crate) trait Decide: Send + Sync {
+    fn answer(
+        &self,
+        result: Result<Outcome, BackendError>,
+        set: LimitSet,
+        settlements: Settlements,
+        span: &tracing::Span,
+    ) -> Answer;
+}
+
+impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
+    fn answer(
+        &self,
+        result: Result<Outcome, BackendError>,
+        set: LimitSet,
+        settlements: Settlements,
+        span: &tracing::Span,
+    ) -> Answer {
+        Gate::answer(self, result, set, settlements, span)
+    }
+}
+
+/// Starts the background reload of shared settings: it stops when the
+/// last clone of the layer and its services is dropped.
+pub(crate) fn spawn_sync<K, B>(gate: &Arc<Gate<K, B>>)
+where
+    K: Send + Sync + 'static,
+    B: Send + Sync + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(
+            "tollgate: no Tokio runtime at build(): shared overrides and access lists are reloaded only when RateLimitLayer::sync() is called"
+        );
+        return;
+    };
+    let weak: Weak<Gate<K, B>> = Arc::downgrade(gate);
+    let interval = gate.sync_interval.max(Duration::from_millis(10));
+    runtime.spawn(async move {
+        let mut failing = false;
+        loop {
+            let Some(gate) = weak.upgrade() else { break };
+            match gate.sync().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("tollgate: shared settings reloading again");
+                }
+                Ok(_) => {}
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "tollgate: could not reload shared overrides and access lists; keeping the last copy");
+                }
+                Err(_) => {}
+            }
+            drop(gate);
+            tokio::time::sleep(interval).await;
+        }
+    });
+}
