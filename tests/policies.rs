@@ -176,12 +176,16 @@ async fn exempt_routes_are_never_limited_and_methods_select_routes() {
 }
 
 #[tokio::test]
-async fn a_shadow_level_reports_but_never_blocks() {
+async fn a_shadow_level_reports_but_never_blocks_nor_speaks_in_the_headers() {
     let app = routes().layer(stacked());
-    for _ in 0..3 {
+    for remaining in ["4", "3", "2"] {
         let res = send(&app, req("GET", "/beta", "192.0.2.6")).await;
         assert_eq!(res.status(), StatusCode::OK, "beta is shadow");
-        assert!(header(&res, "ratelimit-policy").contains("\"beta\""));
+        // Only the enforced level speaks: a client that honours the
+        // headers must not back off from a limit that is not enforced.
+        assert_eq!(header(&res, "ratelimit-policy"), "\"global\";q=5;w=3600");
+        assert_eq!(header(&res, "x-ratelimit-remaining"), remaining);
+        assert!(!header(&res, "ratelimit").contains("beta"));
     }
     // The enforcing level still counted all three.
     for expected in [
@@ -194,6 +198,25 @@ async fn a_shadow_level_reports_but_never_blocks() {
             expected
         );
     }
+}
+
+#[tokio::test]
+async fn shadow_headers_show_a_shadow_level_in_the_headers() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_hour(5))
+        .name("global")
+        .route(
+            "GET /beta",
+            Rule::new("beta", Quota::per_hour(1)).shadow(true),
+        )
+        .shadow_headers(true)
+        .build()
+        .unwrap();
+    let app = routes().layer(layer);
+    send(&app, req("GET", "/beta", "192.0.2.16")).await;
+    let res = send(&app, req("GET", "/beta", "192.0.2.16")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(header(&res, "ratelimit").contains("\"beta\";r=0"), "{:?}", res.headers());
 }
 
 #[derive(Clone)]

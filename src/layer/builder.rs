@@ -176,7 +176,10 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         self
     }
 
-    /// In shadow mode, still add the rate-limit headers (default off).
+    /// Still add the rate-limit headers for decisions that only report
+    /// (default off): in shadow mode, the whole layer's; otherwise, a shadow
+    /// level's ([`Rule::shadow`]), which is then listed beside the enforced
+    /// levels. Off, a client only ever sees limits that are enforced.
     pub fn shadow_headers(mut self, on: bool) -> Self {
         self.shadow_headers = on;
         self

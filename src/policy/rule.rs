@@ -91,10 +91,13 @@ impl Rule {
     }
 
     /// Shadow mode for this rule only: its denials are reported (a
-    /// `tracing` event at `info`, target `tollgate::shadow`, and the
-    /// headers) but never block, and they consume nothing at the other
-    /// levels' expense: a request the shadow rule would deny still passes
-    /// and is counted by the enforcing levels.
+    /// `tracing` event at `info`, target `tollgate::shadow`) but never
+    /// block, and they consume nothing at the other levels' expense: a
+    /// request the shadow rule would deny still passes and is counted by
+    /// the enforcing levels. The level stays out of the rate-limit headers
+    /// (a client that honours them must not back off from a limit that is
+    /// not enforced) unless the layer sets
+    /// [`shadow_headers(true)`](crate::RateLimitLayerBuilder::shadow_headers).
     pub fn shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
         self
