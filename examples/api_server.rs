@@ -5,6 +5,11 @@
 //! - `GET /me`        — per verified JWT `sub` from `Authorization: Bearer`, 3 per minute;
 //!   401 problem+json for a missing, malformed, expired, unsigned or wrongly signed token.
 //!
+//! A request whose key or token is rejected consumes nothing of those
+//! limits, so each protected route also counts its rejections per client IP
+//! (`rejected_keys`): after 10 in a minute the client gets 429 instead of
+//! 401, so keys and tokens cannot be guessed at full speed.
+//!
 //! ```text
 //! JWT_SECRET=change-me-to-32-bytes-or-more-please TRUSTED_PROXIES=127.0.0.1/32 \
 //!     cargo run --example api_server --features jwt
@@ -22,6 +27,7 @@ use std::net::SocketAddr;
 use axum::{routing::get, Router};
 use http::HeaderName;
 use tollgate::key::{Bearer, ClientIp, Header};
+use tollgate::policy::Rule;
 use tollgate::{Quota, RateLimitLayer};
 
 #[tokio::main]
@@ -59,15 +65,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .key(ClientIp::trusting(trusted.clone()))
         .quota(Quota::per_minute(10))
         .build()?;
+    // Missing, malformed or forged credentials, per client IP.
+    let rejected = || {
+        Rule::new("rejected-keys", Quota::per_minute(10)).key(ClientIp::trusting(trusted.clone()))
+    };
     let by_api_key = RateLimitLayer::builder()
         .name("per-api-key")
         .key(Header::new(HeaderName::from_static("x-api-key")))
         .quota(Quota::per_minute(5))
+        .rejected_keys(rejected())
         .build()?;
     let by_user = RateLimitLayer::builder()
         .name("per-user")
         .key(Bearer::hs256(secret.as_bytes())?)
         .quota(Quota::per_minute(3))
+        .rejected_keys(rejected())
         .build()?;
 
     let app = Router::new()

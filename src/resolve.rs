@@ -24,6 +24,10 @@ pub(crate) enum Resolution {
     Unlimited,
     /// Answer with this problem (a rejected or missing key, a denied key).
     Answer(Problem),
+    /// A rejected key, counted against the layer's limit on rejected keys
+    /// ([`RateLimitLayerBuilder::rejected_keys`](crate::RateLimitLayerBuilder::rejected_keys)):
+    /// check this set, then answer the problem, or 429 once over it.
+    Refuse(LimitSet, Box<Problem>),
 }
 
 /// Every level a layer knows, the table that picks them, and the
@@ -37,6 +41,9 @@ pub(crate) struct Resolver {
     pub(crate) overrides: Overrides,
     /// Only a plain default level: the request path skips the table.
     pub(crate) simple: bool,
+    /// Counts requests whose key is rejected, keyed by its own key (the
+    /// client IP unless the rule gave one).
+    pub(crate) rejected: Option<Level>,
 }
 
 /// The layer's key, extracted at most once per request.
@@ -48,7 +55,12 @@ enum LayerKey {
 }
 
 impl Resolver {
-    pub(crate) fn new(default: Option<Level>, levels: Vec<Level>, table: RouteTable) -> Self {
+    pub(crate) fn new(
+        default: Option<Level>,
+        levels: Vec<Level>,
+        table: RouteTable,
+        rejected: Option<Level>,
+    ) -> Self {
         let mut catalog = std::collections::HashMap::new();
         for level in default.iter().chain(levels.iter()) {
             // The first level of a name wins (levels of one name share
@@ -69,7 +81,29 @@ impl Resolver {
             table,
             overrides: Overrides::new(catalog, default_name),
             simple,
+            rejected,
         }
+    }
+
+    /// What a request whose key was rejected with `problem` resolves to:
+    /// the problem itself, or with a limit on rejected keys, that limit's
+    /// check first.
+    fn rejection(&self, problem: Problem, parts: &Parts) -> Resolution {
+        let Some(level) = &self.rejected else {
+            return Resolution::Answer(problem);
+        };
+        let Some(extractor) = &level.key else {
+            return Resolution::Answer(problem);
+        };
+        // No client address either: nothing to count under.
+        let Ok(Some(key)) = key_of(&**extractor, parts) else {
+            return Resolution::Answer(problem);
+        };
+        let Some(policy) = level.policy_for(parts) else {
+            return Resolution::Answer(problem);
+        };
+        let set = LimitSet::single(policy.clone(), key, level.cost.of(parts));
+        Resolution::Refuse(set, Box::new(problem))
     }
 
     /// The default level's policy, if the layer has one.
@@ -94,7 +128,7 @@ impl Resolver {
             let key = match listed_key(extractor, access, parts) {
                 Ok(Some(key)) => key,
                 Ok(None) => return Resolution::Unlimited,
-                Err(settled) => return settled.into(),
+                Err(settled) => return self.settled(settled, parts),
             };
             let policy = self
                 .overrides
@@ -121,14 +155,14 @@ impl Resolver {
                 Some(own) => match listed_key(&**own, access, parts) {
                     Ok(Some(key)) => key,
                     Ok(None) | Err(Settled::Unlimited) => continue,
-                    Err(Settled::Answer(problem)) => return Resolution::Answer(problem),
+                    Err(settled) => return self.settled(settled, parts),
                 },
                 None => {
                     if let LayerKey::NotYet = shared_key {
                         shared_key = match listed_key(extractor, access, parts) {
                             Ok(Some(key)) => LayerKey::Found(key),
                             Ok(None) => LayerKey::Absent,
-                            Err(settled) => return settled.into(),
+                            Err(settled) => return self.settled(settled, parts),
                         };
                     }
                     match &shared_key {
@@ -168,25 +202,31 @@ fn listed_key<E: crate::policy::DynExtractor + ?Sized>(
 ) -> Result<Option<Key>, Settled> {
     match key_of(extractor, parts) {
         Ok(Some(key)) => match listed(access, &key) {
-            Access::Deny => Err(Settled::Answer(crate::settings::forbidden())),
+            Access::Deny => Err(Settled::Forbidden),
             Access::Allow => Err(Settled::Unlimited),
             Access::Limit => Ok(Some(key)),
         },
         Ok(None) => Ok(None),
-        Err(problem) => Err(Settled::Answer(problem)),
+        Err(problem) => Err(Settled::Rejected(problem)),
     }
 }
 
 /// A request settled by its key before any limit.
 enum Settled {
-    Answer(Problem),
+    /// The extractor rejected the request (a missing or invalid
+    /// credential).
+    Rejected(Problem),
+    /// The key is on the deny list.
+    Forbidden,
+    /// The key is on the allow list.
     Unlimited,
 }
 
-impl From<Settled> for Resolution {
-    fn from(settled: Settled) -> Self {
+impl Resolver {
+    fn settled(&self, settled: Settled, parts: &Parts) -> Resolution {
         match settled {
-            Settled::Answer(problem) => Resolution::Answer(problem),
+            Settled::Rejected(problem) => self.rejection(problem, parts),
+            Settled::Forbidden => Resolution::Answer(crate::settings::forbidden()),
             Settled::Unlimited => Resolution::Unlimited,
         }
     }

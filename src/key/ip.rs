@@ -633,8 +633,10 @@ impl ClientIp {
     }
 }
 
-/// IPv4-mapped IPv6 ranges as the IPv4 range they map; host bits cleared.
-fn canonical_net(net: IpNet) -> IpNet {
+/// IPv4-mapped IPv6 ranges as the IPv4 range they map; host bits cleared:
+/// the form client addresses are compared in (trusted proxies, access
+/// lists).
+pub(crate) fn canonical_net(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net {
         if let (Some(v4), Some(len)) = (
             v6.network().to_ipv4_mapped(),

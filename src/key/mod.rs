@@ -24,6 +24,7 @@ use siphasher::sip::SipHasher13;
 pub use combine::{KeyExtractorExt, Or};
 pub use global::{from_fn, FromFn, Global};
 pub use header::{Header, Query, MAX_CREDENTIAL_LEN};
+pub(crate) use ip::canonical_net;
 pub use ip::{ClientIp, ClientIpHeader};
 #[cfg(feature = "jwt")]
 pub use jwt::{Bearer, JwtAlgorithm, JwtError};

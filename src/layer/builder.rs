@@ -37,6 +37,7 @@ pub struct RateLimitLayerBuilder<K = ClientIp, B = MemoryBackend> {
     default_rule: Option<Rule>,
     levels: Vec<(LevelKind, String, Rule)>,
     exempt: Vec<String>,
+    rejected_keys: Option<Rule>,
     sync_interval: Duration,
 }
 
@@ -70,6 +71,7 @@ impl RateLimitLayerBuilder {
             default_rule: None,
             levels: Vec::new(),
             exempt: Vec::new(),
+            rejected_keys: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
         }
     }
@@ -104,6 +106,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             default_rule: self.default_rule,
             levels: self.levels,
             exempt: self.exempt,
+            rejected_keys: self.rejected_keys,
             sync_interval: self.sync_interval,
         }
     }
@@ -126,6 +129,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             default_rule: self.default_rule,
             levels: self.levels,
             exempt: self.exempt,
+            rejected_keys: self.rejected_keys,
             sync_interval: self.sync_interval,
         }
     }
@@ -262,6 +266,41 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         self
     }
 
+    /// Counts the requests whose key is rejected (a missing, malformed,
+    /// expired or forged credential: the extractor's 401 or 400) against
+    /// `rule`, per client: once a client is over it, its rejected requests
+    /// are answered 429 (with `Retry-After`) instead, so guessing API keys
+    /// or tokens is throttled like any other traffic.
+    ///
+    /// Without it a rejected request consumes nothing anywhere. The rule
+    /// is keyed by its own key if it has one, else by the peer address
+    /// (`ClientIp::new()`): behind a reverse proxy give it
+    /// `.key(ClientIp::trusting(..))`. A bare [`Quota`] becomes a rule named
+    /// `rejected-keys`. Requests that pass the extractor but carry a key
+    /// your application turns down (an unknown API key, answered 401 by
+    /// the handler) are limited by a rule that counts only those answers:
+    /// `Rule::new(..).key(ClientIp::new()).count_only(|res| res.status == 401)`
+    /// as a group over the routes.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tollgate::key::Header;
+    /// use tollgate::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .key(Header::new(HeaderName::from_static("x-api-key")))
+    ///     .quota(Quota::per_minute(100))
+    ///     // Ten requests without a usable key per client IP per minute.
+    ///     .rejected_keys(Quota::per_minute(10))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn rejected_keys(mut self, rule: impl Into<Rule>) -> Self {
+        self.rejected_keys = Some(rule.into());
+        self
+    }
+
     /// Requests matching `pattern` (exact, or a prefix ending in `/*`,
     /// optionally after a method) are never limited, by any level.
     pub fn exempt(mut self, pattern: &str) -> Self {
@@ -297,7 +336,12 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             return Err(error);
         }
         let resolver = &layer.gate.resolver;
-        for level in resolver.default.iter().chain(&resolver.levels) {
+        for level in resolver
+            .default
+            .iter()
+            .chain(&resolver.levels)
+            .chain(&resolver.rejected)
+        {
             level.validate()?;
         }
         if let Some(store) = layer.gate.engine.backend().store() {
@@ -319,6 +363,13 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             (None, None) => None,
         };
         let default = default.map(|rule| Level::compile(rule, &self.name, self.algorithm));
+        let rejected = self.rejected_keys.map(|rule| {
+            let mut level = Level::compile(rule, "rejected-keys", self.algorithm);
+            if level.key.is_none() {
+                level.key = Some(Arc::new(ClientIp::new()));
+            }
+            level
+        });
         let mut errors = Vec::new();
         let mut table = RouteTable::default();
         let mut levels = Vec::new();
@@ -346,7 +397,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         let layer = RateLimitLayer {
             gate: Arc::new(Gate {
                 extractor: self.extractor,
-                resolver: Resolver::new(default, levels, table),
+                resolver: Resolver::new(default, levels, table, rejected),
                 access: self.access,
                 engine: Engine::new(
                     self.backend,

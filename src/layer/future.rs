@@ -39,6 +39,7 @@ struct Pending<S, ReqBody> {
     req: Request<ReqBody>,
     set: LimitSet,
     settlements: Settlements,
+    refusal: Option<Box<Problem>>,
 }
 
 pin_project! {
@@ -116,6 +117,7 @@ where
         req: Request<ReqBody>,
         set: LimitSet,
         settlements: Settlements,
+        refusal: Option<Box<Problem>>,
         gate: Arc<dyn Decide>,
         span: tracing::Span,
     ) -> Self {
@@ -127,6 +129,7 @@ where
                     req,
                     set,
                     settlements,
+                    refusal,
                 })),
                 gate,
             },
@@ -159,11 +162,12 @@ where
                         req,
                         set,
                         settlements,
+                        refusal,
                     }) = pending.take().map(|p| *p)
                     else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
-                    match gate.answer(result, set, settlements, this.span) {
+                    match gate.answer(result, set, settlements, refusal, this.span) {
                         Answer::Pass(admission, delay) => {
                             if delay > Nanos::ZERO {
                                 this.state.set(State::Delaying {

@@ -88,14 +88,21 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
     }
 
     /// The engine's verdict on the backend's `result` for `set`, as HTTP.
+    /// With a `refusal` (a rejected key counted against the limit on
+    /// rejected keys), a request that passes gets the refusal instead.
     pub(crate) fn answer(
         &self,
         result: Result<Outcome, BackendError>,
         set: LimitSet,
         settlements: Settlements,
+        refusal: Option<Box<Problem>>,
         span: &tracing::Span,
     ) -> Answer {
         match self.engine.decide(result, set, settlements, span) {
+            Verdict::Pass { .. } if refusal.is_some() => {
+                let problem = refusal.map_or_else(internal_error, |p| *p);
+                Answer::Respond(problem.to_response())
+            }
             Verdict::Pass { passed, delay } => {
                 let admission = passed.map(|passed| Admission {
                     passed,
@@ -139,13 +146,15 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
         &self,
         parts: &Parts,
     ) -> Result<Option<Admission>, Response<Bytes>> {
-        let set = match self.screen(parts) {
-            Resolution::Limit(set, _) => set,
+        let (set, refusal) = match self.screen(parts) {
+            Resolution::Limit(set, _) => (set, None),
+            Resolution::Refuse(set, problem) => (set, Some(problem)),
             Resolution::Unlimited => return Ok(None),
             Resolution::Answer(problem) => return Err(problem.to_response()),
         };
         let result = self.engine.acquire(&set).await;
-        match self.answer(result, set, Settlements::new(), &tracing::Span::none()) {
+        let span = tracing::Span::none();
+        match self.answer(result, set, Settlements::new(), refusal, &span) {
             Answer::Pass(admission, delay) => {
                 if delay > Nanos::ZERO {
                     tokio::time::sleep(delay.into()).await;
@@ -178,6 +187,7 @@ pub(crate) trait Decide: Send + Sync {
         result: Result<Outcome, BackendError>,
         set: LimitSet,
         settlements: Settlements,
+        refusal: Option<Box<Problem>>,
         span: &tracing::Span,
     ) -> Answer;
 }
@@ -188,10 +198,21 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
         result: Result<Outcome, BackendError>,
         set: LimitSet,
         settlements: Settlements,
+        refusal: Option<Box<Problem>>,
         span: &tracing::Span,
     ) -> Answer {
-        Gate::answer(self, result, set, settlements, span)
+        Gate::answer(self, result, set, settlements, refusal, span)
     }
+}
+
+/// A refusal that went missing: cannot happen (checked by the caller),
+/// answered rather than panicking.
+fn internal_error() -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal Server Error",
+        "tollgate: a rejected key lost its answer",
+    )
 }
 
 /// Starts the background reload of shared settings: it stops when the

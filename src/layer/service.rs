@@ -15,7 +15,7 @@ use crate::backend::{Backend, MemoryBackend};
 use crate::key::{ClientIp, KeyExtractor};
 use crate::policy::LimitSet;
 use crate::quota::Quota;
-use crate::resolve::Resolution;
+use crate::resolve::{Resolution, Settlements};
 use crate::time::Nanos;
 
 /// The service made by [`RateLimitLayer`]: a request is keyed, checked,
@@ -120,8 +120,9 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let gate = &*self.gate;
         let (parts, body) = req.into_parts();
-        let (set, settlements) = match gate.screen(&parts) {
-            Resolution::Limit(set, settlements) => (set, settlements),
+        let (set, settlements, refusal) = match gate.screen(&parts) {
+            Resolution::Limit(set, settlements) => (set, settlements, None),
+            Resolution::Refuse(set, problem) => (set, Settlements::new(), Some(problem)),
             Resolution::Unlimited => {
                 let req = Request::from_parts(parts, body);
                 return ResponseFuture::calling(self.inner.call(req), None, tracing::Span::none());
@@ -148,7 +149,7 @@ where
         match gate.engine.acquire(&set).into_state() {
             Ok(result) => {
                 let entered = (!span.is_none()).then(|| span.enter());
-                let answer = gate.answer(result, set, settlements, &span);
+                let answer = gate.answer(result, set, settlements, refusal, &span);
                 drop(entered);
                 match answer {
                     Answer::Pass(admission, delay) => {
@@ -174,6 +175,7 @@ where
                     req,
                     set,
                     settlements,
+                    refusal,
                     self.gate.clone(),
                     span,
                 )

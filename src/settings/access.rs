@@ -12,7 +12,7 @@ use prefix_trie::joint::JointPrefixSet;
 
 use super::sync::{self, Link, Mirror};
 use super::store::StoreError;
-use crate::key::{ClientIp, Key};
+use crate::key::{canonical_net, ClientIp, Key};
 use crate::problem::Problem;
 
 /// What an [`AccessList`] says about a request.
@@ -117,7 +117,7 @@ impl AccessList {
     /// until a layer shares the lists through its backend).
     pub fn allowing(self, nets: impl IntoIterator<Item = IpNet>) -> Self {
         for net in nets {
-            self.write().set_net(net.trunc(), Access::Allow);
+            self.write().set(Entry::net(net), Access::Allow);
         }
         self
     }
@@ -125,24 +125,24 @@ impl AccessList {
     /// Adds ranges to the deny list (builder form).
     pub fn denying(self, nets: impl IntoIterator<Item = IpNet>) -> Self {
         for net in nets {
-            self.write().set_net(net.trunc(), Access::Deny);
+            self.write().set(Entry::net(net), Access::Deny);
         }
         self
     }
 
     /// Never limits clients in `net`.
     pub async fn allow_net(&self, net: IpNet) -> Result<(), StoreError> {
-        self.change(Entry::Net(net.trunc()), Access::Allow).await
+        self.change(Entry::net(net), Access::Allow).await
     }
 
     /// Refuses clients in `net`.
     pub async fn deny_net(&self, net: IpNet) -> Result<(), StoreError> {
-        self.change(Entry::Net(net.trunc()), Access::Deny).await
+        self.change(Entry::net(net), Access::Deny).await
     }
 
     /// Takes `net` (exactly that range) off the lists.
     pub async fn remove_net(&self, net: IpNet) -> Result<(), StoreError> {
-        self.change(Entry::Net(net.trunc()), Access::Limit).await
+        self.change(Entry::net(net), Access::Limit).await
     }
 
     /// Never limits requests whose key is `key`.
@@ -245,6 +245,16 @@ enum Entry {
 }
 
 impl Entry {
+    /// A range in the form client addresses are compared in: an
+    /// IPv4-mapped IPv6 range (`::ffff:198.51.100.0/120`) as the IPv4
+    /// range it maps, host bits cleared. `ClientIp` turns mapped client
+    /// addresses into IPv4, so a range stored in mapped form would never
+    /// match; every way in (builder, runtime change, shared store) goes
+    /// through here.
+    fn net(net: IpNet) -> Entry {
+        Entry::Net(canonical_net(net))
+    }
+
     /// The entry's field in a shared store: `net:<cidr>` or `key:<hex>`.
     fn field(&self) -> String {
         match self {
@@ -255,7 +265,7 @@ impl Entry {
 
     fn parse(field: &str) -> Option<Entry> {
         if let Some(net) = field.strip_prefix("net:") {
-            return net.parse::<IpNet>().ok().map(|n| Entry::Net(n.trunc()));
+            return net.parse::<IpNet>().ok().map(Entry::net);
         }
         let key = sync::unhex(field.strip_prefix("key:")?)?;
         Some(Entry::Key(Key::from_bytes(&key)))
@@ -377,6 +387,32 @@ mod tests {
             Access::Allow,
             "mapped IPv4 is IPv4"
         );
+    }
+
+    #[tokio::test]
+    async fn ranges_in_ipv4_mapped_form_match_ipv4_clients_however_they_are_listed() {
+        // Builder forms.
+        let a = AccessList::new()
+            .denying([net("::ffff:198.51.100.0/120")])
+            .allowing([net("::ffff:127.0.0.51/128")]);
+        assert_eq!(a.check_ip(ip("198.51.100.9")), Access::Deny);
+        assert_eq!(a.check_ip(ip("::ffff:198.51.100.9")), Access::Deny);
+        assert_eq!(a.check_ip(ip("127.0.0.51")), Access::Allow);
+        assert_eq!(a.check_ip(ip("198.51.101.9")), Access::Limit);
+        // Runtime changes, and removal by either form.
+        let b = AccessList::new();
+        b.deny_net(net("::ffff:203.0.113.0/120")).await.unwrap();
+        assert_eq!(b.check_ip(ip("203.0.113.7")), Access::Deny);
+        b.remove_net(net("203.0.113.0/24")).await.unwrap();
+        assert_eq!(b.check_ip(ip("203.0.113.7")), Access::Limit);
+        assert!(b.is_empty());
+        // What another server reads from a shared store.
+        let Some(Entry::Net(shared)) = Entry::parse("net:::ffff:192.0.2.0/120") else {
+            panic!("a mapped range parses");
+        };
+        assert_eq!(shared, net("192.0.2.0/24"));
+        // And what this one writes there is the IPv4 form.
+        assert_eq!(Entry::net(net("::ffff:192.0.2.1/128")).field(), "net:192.0.2.1/32");
     }
 
     #[tokio::test]
