@@ -41,6 +41,79 @@ pub const MAX_LOG_LIMIT: u64 = 100_000;
 /// assert_ne!(a, q);
 /// assert_eq!(Algorithm::default(), Algorithm::Gcra);
 /// ```
+///
+/// ## Counting over the limit
+///
+/// Counting `c` units **whatever the limit says** is what
+/// [`Backend::absorb`](crate::backend::Backend::absorb) runs: writing
+/// back consumption that was already admitted elsewhere (by a fallback
+/// during an outage), so a key may end up over its limit and pays the
+/// excess back the way the algorithm repays any consumption.
+///
+/// The state written, with `T` the emission interval
+/// (`period / limit`), `D = burst × T`, `c` the cost:
+///
+/// | algorithm | forced state |
+/// |---|---|
+/// | GCRA | `TAT' = max(TAT, now) + c·T` |
+/// | token bucket | refill to `now` (capped at `D`), then take `c·T`; a deficit `d` leaves the level at 0 and moves `last` to `max(last, now) + d` (refill restarts once the debt is paid) |
+/// | leaky bucket (meter and queue) | drain to `now`, then pour `c·T` with no ceiling; `last' = max(last, now)` |
+/// | fixed window (aligned, staggered) | the current window's count `+ c` (forgotten when the window ends) |
+/// | sliding window counter | roll the windows to `now`, then current count `+ c` |
+/// | sliding window log | append `(now, c)` after dropping entries older than one period |
+///
+/// A cost of zero changes nothing. The decision:
+///
+/// - `allowed`: whether the units fitted (what `check` with this cost
+///   would have said before the write);
+/// - `limit`: the quota's limit;
+/// - `remaining`, `reset_after`: what a peek reports right
+///   after the write (`remaining` is 0 while the key is over its limit;
+///   `reset_after` is when nothing counts any more, debt included);
+/// - `retry_after`: `None` if a request of cost 1 would be admitted right
+///   after the write, else when it would be (exact, like `check`'s);
+/// - `delay`: zero.
+///
+/// ## Refunds
+///
+/// Giving back `c` units that a check at instant `at` admitted and
+/// committed is what
+/// [`Backend::refund`](crate::backend::Backend::refund) runs, and the
+/// Rust twin of the Redis script's refund (mode `u`): for a policy that
+/// counts only some responses (say, failed logins), the others are
+/// refunded after the response, with the instant of their acquire
+/// ([`Outcome::at`](crate::backend::Outcome::at)) and the same
+/// `key_hash`.
+///
+/// The state written, with `T` the emission interval
+/// (`period / limit`), `D = burst × T`, `c` the cost, `at` the instant
+/// of the refunded acquire:
+///
+/// | algorithm | refunded state |
+/// |---|---|
+/// | GCRA | `TAT' = TAT − c·T`, saturating at zero |
+/// | token bucket | `level' = min(level + c·T, D)`, `last` kept |
+/// | leaky bucket (meter and queue) | `level' = level − c·T`, saturating at zero; `last` kept |
+/// | fixed window (aligned, staggered) | `count − c` (saturating) if the stored window is the one holding `at`, else unchanged |
+/// | sliding window counter | `curr − c` if the stored window holds `at`; `prev − c` if the stored window is the next one (rolled over since); else unchanged (saturating) |
+/// | sliding window log | `c` taken off the newest entry at instant `at`, removed at zero; unchanged if there is none |
+///
+/// A cost of zero, a fresh state and a state of another algorithm's
+/// kind change nothing: a refund never creates state.
+///
+/// **Exactness.** A refund at the acquire's own instant, with nothing
+/// counted in between, gives back a state that peeks
+/// exactly like the state before the acquire, and admits exactly the
+/// same requests afterwards, for every algorithm (the token bucket's
+/// cap never binds then: the level given back was there before). The
+/// windows (fixed, counter, log) stay exact however late the refund
+/// runs: the units are taken off the very count, or log entry, that
+/// holds them, and nothing once that has expired. The buckets (GCRA,
+/// token, leaky) only keep one level: if the key went idle between the
+/// acquire and the refund, the units had already been repaid, and the
+/// refund gives back up to `c·T` more (a token bucket never above its
+/// capacity). Refunds are meant to follow their acquire within one
+/// request's time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Algorithm {
@@ -144,7 +217,7 @@ impl Algorithm {
     /// Decides one request. Pure: the caller passes the stored state and the
     /// time, and applies the returned [`Commit`] only if it wants the
     /// request counted (all limits of a set allowed it).
-    pub fn check(&self, quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
+    pub(crate) fn check(&self, quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
         match self {
             Algorithm::Gcra => gcra::check(quota, state, input),
             Algorithm::TokenBucket => token_bucket::check(quota, state, input),
@@ -163,54 +236,10 @@ impl Algorithm {
         }
     }
 
-    /// Counts `input.cost` units **whatever the limit says**, and returns the
-    /// resulting decision and the state to store. Pure, like
-    /// [`check`](Self::check). This is what
-    /// [`Backend::absorb`](crate::backend::Backend::absorb) runs: writing
-    /// back consumption that was already admitted elsewhere (by a fallback
-    /// during an outage), so a key may end up over its limit and pays the
-    /// excess back the way the algorithm repays any consumption.
-    ///
-    /// The state written, with `T` the emission interval
-    /// (`period / limit`), `D = burst × T`, `c` the cost:
-    ///
-    /// | algorithm | forced state |
-    /// |---|---|
-    /// | GCRA | `TAT' = max(TAT, now) + c·T` |
-    /// | token bucket | refill to `now` (capped at `D`), then take `c·T`; a deficit `d` leaves the level at 0 and moves `last` to `max(last, now) + d` (refill restarts once the debt is paid) |
-    /// | leaky bucket (meter and queue) | drain to `now`, then pour `c·T` with no ceiling; `last' = max(last, now)` |
-    /// | fixed window (aligned, staggered) | the current window's count `+ c` (forgotten when the window ends) |
-    /// | sliding window counter | roll the windows to `now`, then current count `+ c` |
-    /// | sliding window log | append `(now, c)` after dropping entries older than one period |
-    ///
-    /// A cost of zero changes nothing. The decision:
-    ///
-    /// - `allowed`: whether the units fitted (what `check` with this cost
-    ///   would have said before the write);
-    /// - `limit`: the quota's limit;
-    /// - `remaining`, `reset_after`: what [`peek`](Self::peek) reports right
-    ///   after the write (`remaining` is 0 while the key is over its limit;
-    ///   `reset_after` is when nothing counts any more, debt included);
-    /// - `retry_after`: `None` if a request of cost 1 would be admitted right
-    ///   after the write, else when it would be (exact, like `check`'s);
-    /// - `delay`: zero.
-    ///
-    /// ```
-    /// use tollgate::{Algorithm, algorithm::{Input, State}};
-    /// use tollgate::{Quota, time::Nanos};
-    ///
-    /// let quota = Quota::per_second(10); // T = 100 ms, burst 10
-    /// let now = Nanos::from_secs(100);
-    /// let input = Input { now, cost: 15, key_hash: 0 };
-    /// let (d, state) = Algorithm::Gcra.force(&quota, &State::Fresh, input);
-    /// assert_eq!(state, State::Gcra { tat: Nanos::from_millis(101_500) });
-    /// assert!(!d.allowed); // 15 did not fit in 10
-    /// assert_eq!(d.remaining, 0);
-    /// assert_eq!(d.reset_after, Nanos::from_millis(1_500));
-    /// // one more fits once the TAT is back within the capacity (1 s)
-    /// assert_eq!(d.retry_after, Some(Nanos::from_millis(600)));
-    /// ```
-    pub fn force(&self, quota: &Quota, state: &State, input: Input) -> (Decision, State) {
+    /// Counts `input.cost` units whatever the limit says (see
+    /// "Counting over the limit" on [`Algorithm`]), and returns the
+    /// resulting decision and the state to store. Pure, like `check`.
+    pub(crate) fn force(&self, quota: &Quota, state: &State, input: Input) -> (Decision, State) {
         let (before, _) = self.check(quota, state, input);
         let next = if input.cost == 0 {
             state.clone()
@@ -244,66 +273,10 @@ impl Algorithm {
         (decision, next)
     }
 
-    /// Gives back `input.cost` units that a [`check`](Self::check) at
-    /// instant `input.now` admitted and committed, and returns the state to
-    /// store. Pure, like [`check`](Self::check). This is what
-    /// [`Backend::refund`](crate::backend::Backend::refund) runs, and the
-    /// Rust twin of the Redis script's refund (mode `u`): for a policy that
-    /// counts only some responses (say, failed logins), the others are
-    /// refunded after the response, with the instant of their acquire
-    /// ([`Outcome::at`](crate::backend::Outcome::at)) and the same
-    /// `key_hash`.
-    ///
-    /// The state written, with `T` the emission interval
-    /// (`period / limit`), `D = burst × T`, `c` the cost, `at` the instant
-    /// of the refunded acquire (`input.now`):
-    ///
-    /// | algorithm | refunded state |
-    /// |---|---|
-    /// | GCRA | `TAT' = TAT − c·T`, saturating at zero |
-    /// | token bucket | `level' = min(level + c·T, D)`, `last` kept |
-    /// | leaky bucket (meter and queue) | `level' = level − c·T`, saturating at zero; `last` kept |
-    /// | fixed window (aligned, staggered) | `count − c` (saturating) if the stored window is the one holding `at`, else unchanged |
-    /// | sliding window counter | `curr − c` if the stored window holds `at`; `prev − c` if the stored window is the next one (rolled over since); else unchanged (saturating) |
-    /// | sliding window log | `c` taken off the newest entry at instant `at`, removed at zero; unchanged if there is none |
-    ///
-    /// A cost of zero, a fresh state and a state of another algorithm's
-    /// kind change nothing: a refund never creates state.
-    ///
-    /// **Exactness.** A refund at the acquire's own instant, with nothing
-    /// counted in between, gives back a state that [`peek`](Self::peek)s
-    /// exactly like the state before the acquire, and admits exactly the
-    /// same requests afterwards, for every algorithm (the token bucket's
-    /// cap never binds then: the level given back was there before). The
-    /// windows (fixed, counter, log) stay exact however late the refund
-    /// runs: the units are taken off the very count, or log entry, that
-    /// holds them, and nothing once that has expired. The buckets (GCRA,
-    /// token, leaky) only keep one level: if the key went idle between the
-    /// acquire and the refund, the units had already been repaid, and the
-    /// refund gives back up to `c·T` more (a token bucket never above its
-    /// capacity). Refunds are meant to follow their acquire within one
-    /// request's time.
-    ///
-    /// ```
-    /// use tollgate::{Algorithm, algorithm::{Input, State}};
-    /// use tollgate::{Quota, time::Nanos};
-    ///
-    /// let quota = Quota::per_second(10); // T = 100 ms, burst 10
-    /// let input = Input { now: Nanos::from_secs(100), cost: 3, key_hash: 0 };
-    /// let before = State::Gcra { tat: Nanos::from_millis(100_200) };
-    /// let (d, commit) = Algorithm::Gcra.check(&quota, &before, input);
-    /// assert_eq!(d.remaining, 5);
-    /// let mut state = before.clone();
-    /// state.apply(commit.unwrap());
-    /// assert_eq!(state, State::Gcra { tat: Nanos::from_millis(100_500) });
-    ///
-    /// let refunded = Algorithm::Gcra.refund(&quota, &state, input);
-    /// assert_eq!(refunded, before);
-    /// assert_eq!(Algorithm::Gcra.peek(&quota, &refunded, input.now, 0).remaining, 8);
-    /// // Nothing to refund on a fresh key.
-    /// assert_eq!(Algorithm::Gcra.refund(&quota, &State::Fresh, input), State::Fresh);
-    /// ```
-    pub fn refund(&self, quota: &Quota, state: &State, input: Input) -> State {
+    /// Gives back `input.cost` units that a `check` at instant `input.now`
+    /// admitted and committed (see "Refunds" on [`Algorithm`]), and
+    /// returns the state to store. Pure, like `check`.
+    pub(crate) fn refund(&self, quota: &Quota, state: &State, input: Input) -> State {
         if input.cost == 0 {
             return state.clone();
         }
@@ -325,7 +298,7 @@ impl Algorithm {
     }
 
     /// What the state of a key is before any request: what `peek` reports.
-    pub fn peek(&self, quota: &Quota, state: &State, now: Nanos, key_hash: u64) -> Decision {
+    pub(crate) fn peek(&self, quota: &Quota, state: &State, now: Nanos, key_hash: u64) -> Decision {
         // A zero-cost check consumes nothing and is always allowed; its
         // remaining and reset are the current ones.
         let (d, _) = self.check(
@@ -364,13 +337,13 @@ pub enum AlgorithmError {
 
 /// What an algorithm is given besides state and quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Input {
+pub(crate) struct Input {
     /// The instant of the request.
-    pub now: Nanos,
+    pub(crate) now: Nanos,
     /// How many units the request takes (1 for a plain request; 0 peeks).
-    pub cost: u64,
+    pub(crate) cost: u64,
     /// A stable hash of the key, used to stagger per-key windows.
-    pub key_hash: u64,
+    pub(crate) key_hash: u64,
 }
 
 /// The answer for one limit: exact to the nanosecond; rounded only when a
@@ -434,7 +407,7 @@ impl Decision {
 /// The stored state of one key under one algorithm.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum State {
+pub(crate) enum State {
     /// Never seen, or expired: the full quota is available.
     #[default]
     Fresh,
@@ -475,7 +448,7 @@ pub enum State {
 
 impl State {
     /// Applies a [`Commit`] returned by [`Algorithm::check`].
-    pub fn apply(&mut self, commit: Commit) {
+    pub(crate) fn apply(&mut self, commit: Commit) {
         match commit {
             Commit::Replace(next) => *self = next,
             Commit::Log { at, period, cost } => {
@@ -506,7 +479,7 @@ impl State {
 /// applied with [`State::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Commit {
+pub(crate) enum Commit {
     /// Replace the state (every algorithm but the log).
     Replace(State),
     /// Drop log entries that are out of the window ending at `at`, then

@@ -347,7 +347,7 @@ impl MemoryBackend {
 
     /// [`Backend::absorb`] at an explicit instant: counts every limit's
     /// units, over its quota if need be, with
-    /// [`Algorithm::force`]; each limit is counted on its own (one shard
+    /// the forced count of [`Algorithm`](crate::Algorithm#counting-over-the-limit); each limit is counted on its own (one shard
     /// lock at a time), in the set's order.
     pub fn absorb_at(&self, set: &LimitSet, now: Nanos) -> Outcome {
         let mut decisions: SmallVec<[Decision; 2]> = SmallVec::new();
@@ -380,7 +380,7 @@ impl MemoryBackend {
 
     /// [`Backend::refund`] at an explicit instant: gives back what an
     /// acquire of `set` at `at` (its [`Outcome::at`]) counted, limit by
-    /// limit, with [`Algorithm::refund`] (one shard lock at a time, in the
+    /// limit, with the refund of [`Algorithm`](crate::Algorithm#refunds) (one shard lock at a time, in the
     /// set's order; the same key twice is refunded twice), and answers the
     /// decisions [`peek_at`](Self::peek_at) gives at `at` afterwards.
     ///

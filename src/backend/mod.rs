@@ -186,8 +186,8 @@ where
 
 /// Stores rate-limit state and checks [`LimitSet`]s against it.
 ///
-/// Contract, checked by the conformance table in `tests/conformance.rs`:
-/// decisions are those of [`Algorithm::check`](crate::Algorithm::check) on
+/// Contract, checked by the conformance table in `tests/conformance/`:
+/// decisions are those of the [`Algorithm`](crate::Algorithm) on
 /// the backend's own clock; a set is all-or-nothing; `peek` consumes
 /// nothing; `reset` forgets the set's keys.
 pub trait Backend: Clone + Send + Sync + 'static {
@@ -220,13 +220,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ///   in a set is counted twice, in order.
     /// - **At the backend's own clock** (for Redis, the server's `TIME`), as
     ///   if the units were consumed now. Each limit's new state is
-    ///   [`Algorithm::force`](crate::Algorithm::force) of its stored state
+    ///   the forced count of [`Algorithm`](crate::Algorithm#counting-over-the-limit) of its stored state
     ///   (see its table: e.g. GCRA `TAT' = max(TAT, now) + cost·T`, a fixed
     ///   window's count `+ cost`), so a key may end up past its limit and
     ///   repays the excess the way the algorithm repays any consumption;
     ///   idle expiry (TTLs) must follow the new `reset_after`.
     /// - **The answer**: one decision per limit, in the set's order, as
-    ///   returned by `Algorithm::force` (`allowed` says whether the units
+    ///   returned by the forced count (`allowed` says whether the units
     ///   fitted within the limit; `remaining`, `reset_after` and
     ///   `retry_after` describe the key after the write); the outcome is
     ///   allowed when every non-shadow limit's units fitted. The units are
@@ -253,7 +253,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// The contract:
     ///
     /// - Each limit's state becomes
-    ///   [`Algorithm::refund`](crate::Algorithm::refund) of its stored state:
+    ///   the refund of [`Algorithm`](crate::Algorithm#refunds) of its stored state:
     ///   the units are taken back as well as the algorithm can (a GCRA's
     ///   `TAT − cost·T`, a window's count `− cost` while that window is still
     ///   the stored one, the log entry of instant `at`), saturating, never

@@ -92,7 +92,7 @@ const SCRIPT: &str = concat!(
 /// every enforcing (non-shadow) limit allowed. Redis runs a script
 /// atomically, so app servers never race each other. The script is the
 /// concatenation, at compile time, of one `.lua` file per algorithm (each a
-/// line-for-line copy of its Rust twin in [`crate::algorithm`]), a shared
+/// line-for-line copy of its Rust twin in `src/algorithm/`), a shared
 /// arithmetic file and a dispatcher; it is loaded once at connection
 /// (`SCRIPT LOAD`) and reloaded by the `redis` crate when the server
 /// answers `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`).
@@ -120,7 +120,7 @@ const SCRIPT: &str = concat!(
 /// (every limb operation stays below 2^53; a division is estimated in
 /// floating point, then corrected with exact products until
 /// `0 ≤ a − q·b < b` holds, which is checked before it returns). The
-/// decisions are those of [`Algorithm::check`] to the nanosecond, which the
+/// decisions are those of [`Algorithm`](crate::Algorithm) to the nanosecond, which the
 /// conformance table and a differential property test against the memory
 /// backend verify on a real server.
 ///
@@ -266,7 +266,7 @@ const SCRIPT: &str = concat!(
 /// [`Backend::refund`] (and [`RedisBackend::refund_at`]) is the same
 /// script in refund mode, at the instant of the acquire it undoes: each
 /// limit's stored state becomes
-/// [`Algorithm::refund`](crate::Algorithm::refund) of it (the same
+/// the refund of [`Algorithm`](crate::Algorithm#refunds) of it (the same
 /// arithmetic as the cluster refunds above), keys keep their TTL, absent
 /// keys are not created, and the reply is the peek at that instant after
 /// the refund. One `EVALSHA` per set, as for every other call (on a
@@ -275,7 +275,7 @@ const SCRIPT: &str = concat!(
 /// # Absorb
 ///
 /// [`Backend::absorb`] is implemented (the same script, counting every
-/// limit with [`Algorithm::force`]), so a
+/// limit with the forced count of [`Algorithm`](crate::Algorithm#counting-over-the-limit)), so a
 /// [`Failover`](crate::backend::Failover) writes what its fallback
 /// admitted during an outage back into Redis.
 #[derive(Clone)]
@@ -1047,7 +1047,7 @@ impl Backend for RedisBackend {
     }
 
     /// Counts every limit of the set with
-    /// [`Algorithm::force`](crate::Algorithm::force), in order, over its
+    /// the forced count of [`Algorithm`](crate::Algorithm#counting-over-the-limit), in order, over its
     /// quota if need be, in one script call at the server's clock, with the
     /// same TTLs as [`acquire`](Backend::acquire): how a
     /// [`Failover`](crate::backend::Failover) writes back what its fallback
@@ -1063,7 +1063,7 @@ impl Backend for RedisBackend {
     }
 
     /// Gives back what an acquire at `at` counted, with
-    /// [`Algorithm::refund`](crate::Algorithm::refund) of each limit's
+    /// the refund of [`Algorithm`](crate::Algorithm#refunds) of each limit's
     /// stored state, in one script call at the instant `at` (on a cluster,
     /// one per slot, like every other call); keys keep their TTL, and a key
     /// that does not exist is not created. The answer is what a peek at `at`
