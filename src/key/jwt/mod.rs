@@ -503,7 +503,7 @@ impl Bearer {
     /// use tollgate::key::{Bearer, JwtAlgorithm};
     ///
     /// # fn main() -> Result<(), tollgate::key::JwtError> {
-    /// # let pem = include_str!("../../tests/fixtures/jwt/rsa_public.pem");
+    /// # let pem = include_str!("../../../tests/fixtures/jwt/rsa_public.pem");
     /// // let pem = std::fs::read("keys/jwt-public.pem")?;
     /// let by_sub = Bearer::rsa_pem(pem)?
     ///     .algorithms([JwtAlgorithm::RS256, JwtAlgorithm::PS256])?;
@@ -530,7 +530,7 @@ impl Bearer {
     /// use tollgate::key::Bearer;
     ///
     /// # fn main() -> Result<(), tollgate::key::JwtError> {
-    /// # let pem = include_str!("../../tests/fixtures/jwt/ec_public.pem");
+    /// # let pem = include_str!("../../../tests/fixtures/jwt/ec_public.pem");
     /// // let pem = std::fs::read("keys/jwt-es256-public.pem")?;
     /// let by_sub = Bearer::ec_pem(pem)?;
     /// # Ok(())
@@ -556,7 +556,7 @@ impl Bearer {
     /// use tollgate::key::Bearer;
     ///
     /// # fn main() -> Result<(), tollgate::key::JwtError> {
-    /// # let pem = include_str!("../../tests/fixtures/jwt/ed25519_public.pem");
+    /// # let pem = include_str!("../../../tests/fixtures/jwt/ed25519_public.pem");
     /// // let pem = std::fs::read("keys/jwt-ed25519-public.pem")?;
     /// let by_sub = Bearer::ed_pem(pem)?;
     /// # Ok(())
@@ -599,7 +599,7 @@ impl Bearer {
     /// use tollgate::key::Bearer;
     ///
     /// # fn main() -> Result<(), tollgate::key::JwtError> {
-    /// # let json = include_str!("../../tests/fixtures/jwt/jwks.json");
+    /// # let json = include_str!("../../../tests/fixtures/jwt/jwks.json");
     /// // let json = reqwest::blocking::get("https://auth.example.com/.well-known/jwks.json")?.bytes()?;
     /// let by_sub = Bearer::jwks(json)?
     ///     .issuer("https://auth.example.com");
