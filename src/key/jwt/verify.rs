@@ -3,6 +3,10 @@
 
 use std::borrow::Cow;
 
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use serde::Deserialize;
@@ -12,6 +16,16 @@ use super::keys::VerifyKey;
 use super::problem::Invalid;
 use super::{Bearer, JwtAlgorithm};
 use crate::key::Key;
+
+/// Unpadded, canonical base64url (RFC 7515 §2): padding and non-zero
+/// trailing bits are refused, so one token has one spelling.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
 
 impl Bearer {
     pub(super) fn verify_request(&self, parts: &Parts) -> Result<Key, Invalid> {
@@ -51,7 +65,9 @@ impl Bearer {
             return Err(Invalid::Malformed);
         }
         let header_end = token.iter().position(|&b| b == b'.').unwrap_or(0);
-        let header_json = b64url_decode(&token[..header_end]).ok_or(Invalid::Malformed)?;
+        let header_json = BASE64URL
+            .decode(&token[..header_end])
+            .map_err(|_| Invalid::Malformed)?;
         let header: RawHeader<'_> =
             serde_json::from_slice(&header_json).map_err(|_| Invalid::Malformed)?;
         let alg = JwtAlgorithm::from_name(&header.alg)
@@ -127,41 +143,13 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], Invalid> {
     Ok(token)
 }
 
-/// Decodes unpadded, canonical base64url (RFC 7515 §2).
-fn b64url_decode(input: &[u8]) -> Option<Vec<u8>> {
-    if input.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
-    let mut acc: u32 = 0;
-    let mut bits: u32 = 0;
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be zero, as in any canonical encoding.
-    (acc == 0).then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn base64url_decodes_canonical_unpadded_input_only() {
+        let b64url_decode = |input: &[u8]| BASE64URL.decode(input).ok();
         assert_eq!(b64url_decode(b"").unwrap(), b"");
         assert_eq!(b64url_decode(b"Zg").unwrap(), b"f");
         assert_eq!(b64url_decode(b"Zm8").unwrap(), b"fo");
