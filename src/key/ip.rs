@@ -2,11 +2,11 @@
 //! trusted proxies, from the forwarding header they write.
 
 mod forwarded;
+mod warnings;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, FORWARDED};
 use http::request::Parts;
@@ -14,21 +14,13 @@ use http::StatusCode;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use self::forwarded::{Single, Syntax};
+use self::warnings::Alerts;
 use super::{Extracted, Key, KeyExtractor};
 use crate::problem::Problem;
-
-/// After this many requests, all from one loopback or private peer that
-/// is not a trusted proxy, [`ClientIp`] warns that a proxy is probably in
-/// front and every client shares one bucket.
-const SAME_PEER_WARN_AFTER: u32 = 100;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static FORWARDED_NAME: HeaderName = FORWARDED;
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-
-/// The headers looked for when a trusted proxy did not send the configured
-/// one.
-static FORWARDING_HEADERS: [&HeaderName; 3] = [&X_FORWARDED_FOR, &FORWARDED_NAME, &X_REAL_IP];
 
 /// Which header a trusted proxy puts the client's address in.
 ///
@@ -239,25 +231,6 @@ pub struct ClientIp {
     alerts: Arc<Alerts>,
 }
 
-/// The once-only warnings of one extractor.
-#[derive(Default)]
-struct Alerts {
-    no_peer: AtomicBool,
-    trust_all: AtomicBool,
-    untrusted_header: AtomicBool,
-    other_header: AtomicBool,
-    same_peer: SamePeer,
-}
-
-/// Watches for every request coming from one loopback or private peer.
-#[derive(Default)]
-struct SamePeer {
-    /// Set once a request proves otherwise (or after the warning).
-    done: AtomicBool,
-    first: OnceLock<IpAddr>,
-    count: AtomicU32,
-}
-
 impl fmt::Debug for ClientIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientIp")
@@ -332,14 +305,8 @@ impl ClientIp {
         let mut all = self.trusted.to_vec();
         for net in ranges {
             let net = canonical_net(net);
-            if net.prefix_len() == 0 && !self.alerts.trust_all.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    range = %net,
-                    "tollgate: ClientIp trusts {net}, i.e. every peer, so any client can choose \
-                     its own rate-limit key by sending a forwarding header. Trust only your \
-                     proxies: ClientIp::trusting([\"10.0.0.0/8\".parse()?]) with their addresses \
-                     or ranges, or .trust_loopback() / .trust_private()."
-                );
+            if net.prefix_len() == 0 {
+                self.warn_trusts_every_peer(net);
             }
             if !all.contains(&net) {
                 all.push(net);
@@ -494,142 +461,13 @@ impl ClientIp {
     }
 
     fn no_peer(&self) -> Extracted {
-        if !self.alerts.no_peer.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "tollgate: request has no peer address; serve the app with \
-                 `axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())` \
-                 (or insert a SocketAddr extension in hyper). Answering 500 until fixed."
-            );
-        }
+        self.warn_no_peer();
         Extracted::Missing(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Client address unavailable",
             "The rate limiter keys requests by client IP but the server was started without connection info. \
              Serve the app with into_make_service_with_connect_info::<SocketAddr>().",
         ))
-    }
-
-    /// Warnings about a request from a peer that is not trusted.
-    fn watch_untrusted(&self, headers: &HeaderMap, peer: IpAddr) {
-        self.watch_same_peer(peer);
-        if self.alerts.untrusted_header.load(Ordering::Relaxed) {
-            return;
-        }
-        let trusts_none = self.trusted.is_empty();
-        if !trusts_none && !is_local(peer) {
-            // A client talking to the app directly past the proxies:
-            // whatever it sends is its own business.
-            return;
-        }
-        let Some(name) = self.forwarding_header_in(headers) else {
-            return;
-        };
-        if self.alerts.untrusted_header.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        if trusts_none {
-            tracing::warn!(
-                header = name,
-                %peer,
-                "tollgate: a request from {peer} carried `{name}`, but ClientIp trusts no proxy, so \
-                 the header is ignored and requests are keyed by their peer address. If the app \
-                 runs behind a reverse proxy, all its clients share one bucket: trust the proxy \
-                 with ClientIp::trusting([\"<proxy address>/32\".parse()?]) (or .trust_loopback() \
-                 / .trust_private()). If there is no proxy, a client sent the header and this \
-                 can be ignored."
-            );
-        } else {
-            let host = IpNet::from(peer);
-            tracing::warn!(
-                header = name,
-                %peer,
-                "tollgate: a request from {peer}, a local address outside the trusted proxy \
-                 ranges, carried `{name}`; the header is ignored and the request is keyed by \
-                 {peer}. If {peer} is a proxy, add it: ClientIp::trusting([..., \
-                 \"{host}\".parse()?])."
-            );
-        }
-    }
-
-    /// The first forwarding header present, if any: `X-Forwarded-For`,
-    /// `Forwarded`, or the configured single-value header. Two or three
-    /// lookups, on the path of every request from an untrusted peer until
-    /// the warning fires, so kept to those.
-    fn forwarding_header_in(&self, headers: &HeaderMap) -> Option<&str> {
-        if headers.is_empty() {
-            return None;
-        }
-        [&X_FORWARDED_FOR, &FORWARDED_NAME]
-            .into_iter()
-            .chain((!self.header.is_list()).then_some(&self.header_name))
-            .find(|name| headers.contains_key(*name))
-            .map(HeaderName::as_str)
-    }
-
-    /// Watches for every request arriving from one local peer that is not
-    /// trusted: a proxy in front, so all clients share one bucket.
-    fn watch_same_peer(&self, peer: IpAddr) {
-        let w = &self.alerts.same_peer;
-        if w.done.load(Ordering::Relaxed) {
-            return;
-        }
-        if !is_local(peer) || *w.first.get_or_init(|| peer) != peer {
-            w.done.store(true, Ordering::Relaxed);
-            return;
-        }
-        let seen = w.count.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        if seen >= SAME_PEER_WARN_AFTER && !w.done.swap(true, Ordering::Relaxed) {
-            let host = IpNet::from(peer);
-            tracing::warn!(
-                %peer,
-                "tollgate: the first {SAME_PEER_WARN_AFTER} requests all came from {peer}, a \
-                 loopback or private address that ClientIp does not trust, so they all share \
-                 one rate-limit bucket. If a reverse proxy (nginx, a load balancer, an ingress) \
-                 is in front of the app, trust it so that clients are keyed by the address it \
-                 forwards: ClientIp::trusting([\"{host}\".parse()?]) (or .trust_loopback() / \
-                 .trust_private()). If these are health checks or local tests, ignore this."
-            );
-        }
-    }
-
-    /// A request from a trusted peer proves the setup is not "one peer,
-    /// nobody trusted".
-    fn saw_trusted_peer(&self) {
-        let done = &self.alerts.same_peer.done;
-        if !done.load(Ordering::Relaxed) {
-            done.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// A trusted proxy sent no configured header: warn if it sent another
-    /// forwarding header instead.
-    fn warn_other_header(&self, headers: &HeaderMap, peer: IpAddr) {
-        if self.alerts.other_header.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(other) = FORWARDING_HEADERS
-            .into_iter()
-            .find(|n| **n != self.header_name && headers.contains_key(*n))
-        else {
-            return;
-        };
-        if !self.alerts.other_header.swap(true, Ordering::Relaxed) {
-            let configured = &self.header_name;
-            let other = other.as_str();
-            let variant = match other {
-                "forwarded" => "Forwarded",
-                "x-real-ip" => "XRealIp",
-                _ => "XForwardedFor",
-            };
-            tracing::warn!(
-                header = other,
-                %peer,
-                "tollgate: trusted proxy {peer} sent `{other}` but no `{configured}`, which is \
-                 the header ClientIp reads, so its requests are keyed by the proxy's address \
-                 and share one bucket. Read the header your proxy writes: \
-                 .header(ClientIpHeader::{variant})."
-            );
-        }
     }
 }
 
@@ -648,15 +486,6 @@ pub(crate) fn canonical_net(net: IpNet) -> IpNet {
         }
     }
     net.trunc()
-}
-
-/// Loopback, RFC 1918 private or IPv6 unique local: where a proxy in
-/// front of the app usually connects from.
-fn is_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
-    }
 }
 
 /// The peer address of a request, if the server recorded one.
@@ -732,118 +561,4 @@ impl KeyExtractor for ClientIp {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts_with(addr: Option<SocketAddr>) -> Parts {
-        let mut req = http::Request::new(());
-        if let Some(a) = addr {
-            req.extensions_mut().insert(a);
-        }
-        req.into_parts().0
-    }
-
-    #[test]
-    fn ipv4_mapped_ipv6_is_keyed_as_ipv4() {
-        let c = ClientIp::new();
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        let v4: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(c.key_for(mapped), c.key_for(v4));
-    }
-
-    #[test]
-    fn ipv6_addresses_in_one_64_share_a_key() {
-        let c = ClientIp::new();
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(c.key_for(a), c.key_for(b));
-        assert_ne!(c.key_for(a), c.key_for(other));
-        let exact = ClientIp::new().ipv6_prefix(128);
-        assert_ne!(exact.key_for(a), exact.key_for(b));
-    }
-
-    #[test]
-    fn prefix_is_clamped_to_48_through_128() {
-        assert_eq!(ClientIp::new().ipv6_prefix(0).ipv6_prefix, 48);
-        assert_eq!(ClientIp::new().ipv6_prefix(200).ipv6_prefix, 128);
-    }
-
-    #[test]
-    fn missing_peer_address_is_a_500_problem_not_a_shared_key() {
-        let c = ClientIp::new();
-        match c.extract(&parts_with(None)) {
-            Extracted::Missing(p) => assert_eq!(p.status(), StatusCode::INTERNAL_SERVER_ERROR),
-            other => panic!("expected a rejection, got {other:?}"),
-        }
-        assert!(c.alerts.no_peer.load(Ordering::Relaxed));
-    }
-
-    #[test]
-    fn socket_addr_extension_is_the_peer() {
-        let addr: SocketAddr = "203.0.113.9:4444".parse().unwrap();
-        match ClientIp::new().extract(&parts_with(Some(addr))) {
-            Extracted::Key(k) => assert_eq!(k, Key::from_ip(addr.ip())),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn mapped_trusted_ranges_are_stored_as_ipv4() {
-        let c = ClientIp::trusting(["::ffff:10.0.0.0/104".parse().unwrap()]);
-        assert_eq!(c.trusted(), ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
-        assert!(c.is_trusted("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(c.is_trusted("10.1.2.3".parse().unwrap()));
-    }
-
-    #[test]
-    fn trusted_ranges_lose_host_bits_and_duplicates() {
-        let c = ClientIp::trusting(["10.1.2.3/8".parse().unwrap()]).trust_private();
-        assert_eq!(c.trusted().len(), 4);
-        assert_eq!(c.trusted()[0], "10.0.0.0/8".parse::<IpNet>().unwrap());
-    }
-
-    #[test]
-    fn loopback_and_private_helpers_cover_their_ranges() {
-        let c = ClientIp::new().trust_loopback().trust_private();
-        for ip in [
-            "127.0.0.1",
-            "::1",
-            "10.9.8.7",
-            "172.31.0.1",
-            "192.168.1.1",
-            "fd00::1",
-        ] {
-            assert!(c.is_trusted(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["172.32.0.1", "8.8.8.8", "2001:db8::1", "::2"] {
-            assert!(!c.is_trusted(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
-    fn each_header_variant_has_its_lowercase_name() {
-        assert_eq!(ClientIpHeader::default().name(), "x-forwarded-for");
-        assert_eq!(ClientIpHeader::Forwarded.name(), "forwarded");
-        assert_eq!(ClientIpHeader::XRealIp.name(), "x-real-ip");
-        assert_eq!(ClientIpHeader::TrueClientIp.name(), "true-client-ip");
-        assert_eq!(ClientIpHeader::FlyClientIp.name(), "fly-client-ip");
-        assert!(ClientIpHeader::Forwarded.is_list());
-        assert!(!ClientIpHeader::XRealIp.is_list());
-    }
-
-    #[test]
-    fn well_known_headers_given_by_name_are_their_variant() {
-        let by_name = |n: &'static str| {
-            ClientIp::new()
-                .single_value_header(HeaderName::from_static(n))
-                .forwarding_header()
-                .clone()
-        };
-        assert_eq!(by_name("x-forwarded-for"), ClientIpHeader::XForwardedFor);
-        assert_eq!(by_name("forwarded"), ClientIpHeader::Forwarded);
-        assert_eq!(by_name("x-real-ip"), ClientIpHeader::XRealIp);
-        let custom = HeaderName::from_static("x-client-ip");
-        assert_eq!(by_name("x-client-ip"), ClientIpHeader::SingleValue(custom));
-    }
-}
+mod tests;

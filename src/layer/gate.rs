@@ -142,6 +142,7 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
     /// `Ok(Some)` passes with headers to add, `Err` is the answer (429,
     /// 403, a key problem, 503 when closed). Rules' `count_only` is not
     /// applied: the response is not seen here.
+    #[cfg(feature = "axum")]
     pub(crate) async fn check_head(
         &self,
         parts: &Parts,

@@ -15,14 +15,12 @@ mod service;
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::request::Parts;
-use http::Response;
 use tower_layer::Layer;
 
 pub use body::ResponseBody;
 pub use builder::{ConfigError, RateLimitLayerBuilder, DEFAULT_SYNC_INTERVAL};
 pub use future::ResponseFuture;
+#[cfg(feature = "axum")]
 pub(crate) use gate::Admission;
 pub use service::RateLimit;
 
@@ -156,10 +154,11 @@ impl<K: KeyExtractor, B: Backend> RateLimitLayer<K, B> {
 
     /// The whole check of a request head, for the axum extractor: see
     /// `Gate::check_head`.
+    #[cfg(feature = "axum")]
     pub(crate) async fn check_head(
         &self,
-        parts: &Parts,
-    ) -> Result<Option<Admission>, Response<Bytes>> {
+        parts: &http::request::Parts,
+    ) -> Result<Option<Admission>, http::Response<bytes::Bytes>> {
         self.gate.check_head(parts).await
     }
 }
