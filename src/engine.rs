@@ -494,7 +494,7 @@ mod tests {
     fn two_levels(shadow_headers: bool) -> (Engine<MemoryBackend>, LimitSet) {
         let engine = Engine::new(MemoryBackend::new(), FailMode::Open, false, shadow_headers);
         let enforced = Arc::new(Policy::new("enforced", Quota::per_minute(5)));
-        let shadow = Arc::new(Policy::new("beta", Quota::per_minute(1)).shadow(true));
+        let shadow = Arc::new(Policy::new("beta", Quota::per_minute(1)).with_shadow(true));
         let mut set = LimitSet::new();
         set.push(enforced, Key::from("k"), 1);
         set.push(shadow, Key::from("k"), 1);
@@ -542,7 +542,7 @@ mod tests {
     fn a_shadow_level_does_not_lengthen_the_wait_of_a_denial() {
         let engine = Engine::new(MemoryBackend::new(), FailMode::Open, false, false);
         let enforced = Arc::new(Policy::new("second", Quota::per_second(1)));
-        let shadow = Arc::new(Policy::new("day", Quota::per_day(1)).shadow(true));
+        let shadow = Arc::new(Policy::new("day", Quota::per_day(1)).with_shadow(true));
         let mut set = LimitSet::new();
         set.push(enforced, Key::from("k"), 1);
         set.push(shadow, Key::from("k"), 1);

@@ -64,7 +64,7 @@ impl<B: Backend> Limiter<B> {
 
     /// A limiter with another algorithm, same policy and backend.
     pub fn algorithm(self, algorithm: Algorithm) -> Result<Self, PolicyError> {
-        let policy = Policy::clone(&self.policy).algorithm(algorithm);
+        let policy = Policy::clone(&self.policy).with_algorithm(algorithm);
         Self::with_policy(policy, self.engine.backend().clone())
     }
 

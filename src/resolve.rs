@@ -134,7 +134,7 @@ impl Resolver {
                 .overrides
                 .lookup(level.base.id(), &key)
                 .unwrap_or_else(|| level.base.clone());
-            let cost = policy.get_cost();
+            let cost = policy.cost();
             return Resolution::Limit(LimitSet::single(policy, key, cost), Settlements::new());
         }
         let matched = self.table.lookup(&parts.method, parts.uri.path());

@@ -31,7 +31,7 @@ async fn two_app_servers_on_one_redis_admit_exactly_the_limit_in_total() {
     let b = server.backend().await;
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("fleet-{}", algorithm.name()), slow_quota(50)).algorithm(algorithm),
+            Policy::new(format!("fleet-{}", algorithm.name()), slow_quota(50)).with_algorithm(algorithm),
         );
         let mut tasks = Vec::new();
         for i in 0..300 {
@@ -102,7 +102,7 @@ async fn keys_carry_a_ttl_and_the_custom_prefix_and_never_the_key_bytes() {
     for algorithm in every_algorithm() {
         let policy = Arc::new(
             Policy::new(format!("ttl-{}", algorithm.name()), Quota::per_second(10))
-                .algorithm(algorithm),
+                .with_algorithm(algorithm),
         );
         let key = Key::from("secret-token-123");
         let set = LimitSet::single(policy.clone(), key.clone(), 1);
@@ -160,7 +160,7 @@ async fn peek_counts_nothing_and_writes_nothing() {
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("peek-{}", algorithm.name()), slow_quota(3)).algorithm(algorithm),
+            Policy::new(format!("peek-{}", algorithm.name()), slow_quota(3)).with_algorithm(algorithm),
         );
         let set = single(&policy, "p");
         let name = backend.key_name(&policy, &Key::from("p"));
@@ -188,7 +188,7 @@ async fn reset_forgets_the_sets_keys() {
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("reset-{}", algorithm.name()), slow_quota(2)).algorithm(algorithm),
+            Policy::new(format!("reset-{}", algorithm.name()), slow_quota(2)).with_algorithm(algorithm),
         );
         let set = single(&policy, "r");
         assert!(backend.acquire(&set).await.expect("call").allowed());
@@ -210,7 +210,7 @@ async fn a_denied_set_consumes_nothing_from_its_other_limits() {
     let server = redis_or_skip!();
     let backend = server.backend().await;
     let tight = Arc::new(Policy::new("tight", slow_quota(1)));
-    let loose = Arc::new(Policy::new("loose", slow_quota(10)).algorithm(Algorithm::FixedWindow));
+    let loose = Arc::new(Policy::new("loose", slow_quota(10)).with_algorithm(Algorithm::FixedWindow));
     let mut set = LimitSet::new();
     set.push(loose.clone(), Key::from("k"), 1);
     set.push(tight.clone(), Key::from("k"), 1);
@@ -358,7 +358,7 @@ async fn absorb_counts_over_the_limit_and_keeps_the_key_alive() {
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("absorb-{}", algorithm.name()), slow_quota(2)).algorithm(algorithm),
+            Policy::new(format!("absorb-{}", algorithm.name()), slow_quota(2)).with_algorithm(algorithm),
         );
         let set = LimitSet::single(policy.clone(), Key::from("a"), 3);
         let o = backend.absorb(&set).await.expect("absorb");
@@ -447,7 +447,7 @@ async fn acquire_reports_the_server_instant_and_a_refund_there_gives_the_quota_b
     for algorithm in every_algorithm() {
         let name = algorithm.name();
         let policy =
-            Arc::new(Policy::new(format!("refund-{name}"), slow_quota(2)).algorithm(algorithm));
+            Arc::new(Policy::new(format!("refund-{name}"), slow_quota(2)).with_algorithm(algorithm));
         let set = single(&policy, "r");
         let first = backend.acquire(&set).await.expect("acquire");
         assert!(first.allowed(), "{name}");
@@ -514,7 +514,7 @@ async fn a_refund_is_one_evalsha_and_matches_the_memory_backend() {
                 format!("refund-many-{}", algorithm.name()),
                 Quota::per_second(3),
             )
-            .algorithm(algorithm),
+            .with_algorithm(algorithm),
         );
         set.push(p, Key::from("m"), 1);
     }

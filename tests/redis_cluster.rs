@@ -16,7 +16,7 @@ use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}, time::Nanos};
 use support::{every_algorithm, single, slow_quota};
 
 fn policy(name: String, limit: u64, algorithm: Algorithm) -> Arc<Policy> {
-    Arc::new(Policy::new(name, slow_quota(limit)).algorithm(algorithm))
+    Arc::new(Policy::new(name, slow_quota(limit)).with_algorithm(algorithm))
 }
 
 fn pair(a: &Arc<Policy>, ka: &str, b: &Arc<Policy>, kb: &str) -> LimitSet {
@@ -123,8 +123,8 @@ async fn a_set_spanning_slots_is_all_or_nothing() {
         // A shadow policy that denies does not stop the set.
         let shadow = Arc::new(
             Policy::new(format!("shadow-{name}"), slow_quota(1))
-                .algorithm(algorithm)
-                .shadow(true),
+                .with_algorithm(algorithm)
+                .with_shadow(true),
         );
         assert!(backend
             .acquire(&single(&shadow, &kb))

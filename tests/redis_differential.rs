@@ -120,8 +120,8 @@ impl PolicySpec {
             quota = quota.with_burst(b);
         }
         Policy::new(name, quota)
-            .algorithm(self.algorithm)
-            .shadow(self.shadow)
+            .with_algorithm(self.algorithm)
+            .with_shadow(self.shadow)
     }
 }
 

@@ -60,10 +60,10 @@ pub const DEFAULT_BLOCKED_CAPACITY: usize = 100_000;
 #[derive(Clone)]
 pub struct BlockedCache<B> {
     inner: B,
-    shared: Arc<Shared>,
+    denials: Arc<Denials>,
 }
 
-struct Shared {
+struct Denials {
     entries: Mutex<Entries>,
     capacity: usize,
     hasher: std::collections::hash_map::RandomState,
@@ -124,7 +124,7 @@ impl Entries {
 impl<B> std::fmt::Debug for BlockedCache<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockedCache")
-            .field("capacity", &self.shared.capacity)
+            .field("capacity", &self.denials.capacity)
             .field("hits", &self.hits())
             .finish_non_exhaustive()
     }
@@ -135,7 +135,7 @@ impl<B> BlockedCache<B> {
     pub fn new(inner: B, capacity: usize) -> Self {
         BlockedCache {
             inner,
-            shared: Arc::new(Shared {
+            denials: Arc::new(Denials {
                 entries: Mutex::new(Entries::default()),
                 capacity: capacity.max(1),
                 hasher: Default::default(),
@@ -151,12 +151,12 @@ impl<B> BlockedCache<B> {
 
     /// How many requests were answered from memory so far.
     pub fn hits(&self) -> u64 {
-        self.shared.hits.load(std::sync::atomic::Ordering::Relaxed)
+        self.denials.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many denials are remembered now.
     pub fn len(&self) -> usize {
-        self.shared.lock().len()
+        self.denials.lock().len()
     }
 
     /// Whether none is remembered.
@@ -165,7 +165,7 @@ impl<B> BlockedCache<B> {
     }
 }
 
-impl Shared {
+impl Denials {
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -262,29 +262,29 @@ impl<B: Backend> Backend for BlockedCache<B> {
 
     fn acquire(&self, set: &LimitSet) -> Acquire<Self::Future> {
         let now = Instant::now();
-        let fp = self.shared.fingerprint(set);
-        if let Some(outcome) = self.shared.lookup(fp, now) {
+        let fp = self.denials.fingerprint(set);
+        if let Some(outcome) = self.denials.lookup(fp, now) {
             return Acquire::ready(Ok(outcome));
         }
         match self.inner.acquire(set) {
             Acquire::Ready { result } => {
                 if let Some(Ok(outcome)) = &result {
                     if !outcome.allowed() {
-                        let limits = self.shared.limit_hashes(set);
-                        self.shared.remember(fp, limits, outcome, now);
+                        let limits = self.denials.limit_hashes(set);
+                        self.denials.remember(fp, limits, outcome, now);
                     }
                 }
                 Acquire::Ready { result }
             }
             Acquire::Pending { future } => {
-                let shared = self.shared.clone();
+                let denials = self.denials.clone();
                 // Hashed now (no allocation for up to two limits) rather
                 // than keeping the set across the await.
-                let limits = shared.limit_hashes(set);
+                let limits = denials.limit_hashes(set);
                 Acquire::pending(Box::pin(async move {
                     let result = future.await;
                     if let Ok(outcome) = &result {
-                        shared.remember(fp, limits, outcome, now);
+                        denials.remember(fp, limits, outcome, now);
                     }
                     result
                 }))
@@ -297,10 +297,10 @@ impl<B: Backend> Backend for BlockedCache<B> {
     }
 
     fn reset(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        self.shared
+        self.denials
             .lock()
             .by_set
-            .remove(&self.shared.fingerprint(set));
+            .remove(&self.denials.fingerprint(set));
         box_acquire(self.inner.reset(set))
     }
 
@@ -315,9 +315,9 @@ impl<B: Backend> Backend for BlockedCache<B> {
     /// back may let them pass before their cached retry time. See
     /// [`BlockedCache`].
     fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
-        let limits = self.shared.limit_hashes(set);
+        let limits = self.denials.limit_hashes(set);
         {
-            let mut entries = self.shared.lock();
+            let mut entries = self.denials.lock();
             if entries.len() > 0 {
                 for l in limits {
                     entries.forget_limit(l);

@@ -445,7 +445,7 @@ impl<P: Backend, F: Backend> Shared<P, F> {
             Ok(outcome) => match outcome.decisions().first() {
                 Some(d) => {
                     let quota = entry.policy.quota();
-                    let capacity = if entry.policy.get_algorithm().is_windowed() {
+                    let capacity = if entry.policy.algorithm().is_windowed() {
                         quota.limit()
                     } else {
                         quota.burst()

@@ -354,7 +354,7 @@ impl MemoryBackend {
         let mut allowed = true;
         for limit in set.limits() {
             let mut slot = self.slot(limit);
-            let algorithm = limit.policy.get_algorithm();
+            let algorithm = limit.policy.algorithm();
             let quota = limit.policy.quota();
             let input = Input {
                 now,
@@ -398,7 +398,7 @@ impl MemoryBackend {
                 continue;
             }
             let slot = self.slot(limit);
-            let algorithm = limit.policy.get_algorithm();
+            let algorithm = limit.policy.algorithm();
             let quota = limit.policy.quota();
             let input = Input {
                 now: at,
@@ -451,7 +451,7 @@ impl MemoryBackend {
             limit,
             fp,
             shard: shard_of(fp, self.inner.shard_mask),
-            narrow: limit.policy.get_algorithm() == Algorithm::Gcra,
+            narrow: limit.policy.algorithm() == Algorithm::Gcra,
         }
     }
 
@@ -510,7 +510,7 @@ impl MemoryBackend {
             return self.run_one(limit, now, Mode::Peek);
         }
         let key_hash = key_hash(limit);
-        let algorithm = limit.policy.get_algorithm();
+        let algorithm = limit.policy.algorithm();
         let quota = limit.policy.quota();
         let input = Input {
             now,
@@ -619,7 +619,7 @@ impl MemoryBackend {
                 cost: slot.limit.cost,
                 key_hash: key_hash(slot.limit),
             };
-            let algorithm = slot.limit.policy.get_algorithm();
+            let algorithm = slot.limit.policy.algorithm();
             let quota = slot.limit.policy.quota();
             if mode == Mode::Peek {
                 let d = peek_decision(algorithm, quota, &state, input);
@@ -685,7 +685,7 @@ fn forget(shard: &mut Shard, slot: &Slotted<'_>) {
 
 /// The stable key hash, only computed when the algorithm needs it.
 fn key_hash(limit: &Limit) -> u64 {
-    if limit.policy.get_algorithm() == Algorithm::FixedWindowStaggered {
+    if limit.policy.algorithm() == Algorithm::FixedWindowStaggered {
         limit.key.stable_hash()
     } else {
         0

@@ -42,7 +42,7 @@ pub use tiers::Tiers;
 /// ```
 /// use tollgate::{Algorithm, Quota, policy::Policy};
 ///
-/// let p = Policy::new("login", Quota::per_minute(5)).algorithm(Algorithm::SlidingWindowLog);
+/// let p = Policy::new("login", Quota::per_minute(5)).with_algorithm(Algorithm::SlidingWindowLog);
 /// assert_eq!(p.name(), "login");
 /// assert!(p.validate().is_ok());
 /// ```
@@ -107,26 +107,26 @@ impl Policy {
     /// The unit the quota counts in when it is not requests, for
     /// `RateLimit-Policy`'s `qu` parameter (`"content-bytes"` for a cost
     /// from `Content-Length`).
-    pub fn unit(mut self, unit: Option<&'static str>) -> Self {
+    pub fn with_unit(mut self, unit: Option<&'static str>) -> Self {
         self.unit = unit;
         self.with_header()
     }
 
     /// Sets the algorithm.
-    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
         self
     }
 
     /// Sets how many units one request takes (default 1).
-    pub fn cost(mut self, cost: u64) -> Self {
+    pub fn with_cost(mut self, cost: u64) -> Self {
         self.cost = cost;
         self
     }
 
     /// Shadow mode for this policy: decisions are computed, counted and
     /// reported, but a denial never blocks.
-    pub fn shadow(mut self, shadow: bool) -> Self {
+    pub fn with_shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
         self
     }
@@ -153,12 +153,12 @@ impl Policy {
     }
 
     /// The algorithm.
-    pub fn get_algorithm(&self) -> Algorithm {
+    pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// The cost of one request.
-    pub fn get_cost(&self) -> u64 {
+    pub fn cost(&self) -> u64 {
         self.cost
     }
 

@@ -182,8 +182,8 @@ impl From<Policy> for Rule {
     fn from(policy: Policy) -> Self {
         Rule {
             name: Some(policy.name.clone()),
-            algorithm: Some(policy.get_algorithm()),
-            cost: Cost::Fixed(policy.get_cost()),
+            algorithm: Some(policy.algorithm()),
+            cost: Cost::Fixed(policy.cost()),
             shadow: policy.is_shadow(),
             ..Rule::from(*policy.quota())
         }
@@ -355,10 +355,10 @@ impl Level {
         let algorithm = rule.algorithm.unwrap_or(algorithm);
         let unit = rule.cost.unit();
         let base = Policy::new(name, rule.quota)
-            .algorithm(algorithm)
-            .cost(rule.cost.nominal())
-            .shadow(rule.shadow)
-            .unit(unit);
+            .with_algorithm(algorithm)
+            .with_cost(rule.cost.nominal())
+            .with_shadow(rule.shadow)
+            .with_unit(unit);
         let make = |quota: Quota| Arc::new(base.with_quota(quota));
         let tiers = rule.tiers.map(|tiers| {
             let map = tiers

@@ -168,22 +168,22 @@ fn refund_scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "refund_gcra",
-            policies: vec![Policy::new("r-gcra", per_sec_4).algorithm(Algorithm::Gcra)],
+            policies: vec![Policy::new("r-gcra", per_sec_4).with_algorithm(Algorithm::Gcra)],
             steps: bucket_refund_steps(),
         },
         Scenario {
             name: "refund_token_bucket",
-            policies: vec![Policy::new("r-tb", per_sec_4).algorithm(Algorithm::TokenBucket)],
+            policies: vec![Policy::new("r-tb", per_sec_4).with_algorithm(Algorithm::TokenBucket)],
             steps: bucket_refund_steps(),
         },
         Scenario {
             name: "refund_leaky_bucket",
-            policies: vec![Policy::new("r-lb", per_sec_4).algorithm(Algorithm::LeakyBucket)],
+            policies: vec![Policy::new("r-lb", per_sec_4).with_algorithm(Algorithm::LeakyBucket)],
             steps: bucket_refund_steps(),
         },
         Scenario {
             name: "refund_leaky_bucket_queue",
-            policies: vec![Policy::new("r-queue", per_sec_4).algorithm(
+            policies: vec![Policy::new("r-queue", per_sec_4).with_algorithm(
                 Algorithm::LeakyBucketQueue {
                     max_delay: Duration::from_millis(600),
                 },
@@ -217,7 +217,7 @@ fn refund_scenarios() -> Vec<Scenario> {
         Scenario {
             name: "refund_fixed_window",
             policies: vec![
-                Policy::new("r-fixed", Quota::per_second(3)).algorithm(Algorithm::FixedWindow)
+                Policy::new("r-fixed", Quota::per_second(3)).with_algorithm(Algorithm::FixedWindow)
             ],
             steps: vec![
                 allow(100, 1, &[(true, 2, 900 * MS, None, 0)], ["2", "1", "-"]),
@@ -242,7 +242,7 @@ fn refund_scenarios() -> Vec<Scenario> {
             // "client-a" starts its windows at hh:mm:50.933101820.
             name: "refund_fixed_window_staggered",
             policies: vec![Policy::new("r-staggered", Quota::per_minute(2))
-                .algorithm(Algorithm::FixedWindowStaggered)],
+                .with_algorithm(Algorithm::FixedWindowStaggered)],
             steps: vec![
                 allow(
                     0,
@@ -287,7 +287,7 @@ fn refund_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "refund_sliding_window",
-            policies: vec![Policy::new("r-sliding", per_sec_4).algorithm(Algorithm::SlidingWindow)],
+            policies: vec![Policy::new("r-sliding", per_sec_4).with_algorithm(Algorithm::SlidingWindow)],
             steps: vec![
                 allow(100, 1, &[(true, 3, 900_000_001, None, 0)], ["3", "1", "-"]),
                 allow(
@@ -320,7 +320,7 @@ fn refund_scenarios() -> Vec<Scenario> {
         Scenario {
             name: "refund_sliding_window_log",
             policies: vec![
-                Policy::new("r-log", Quota::per_second(3)).algorithm(Algorithm::SlidingWindowLog)
+                Policy::new("r-log", Quota::per_second(3)).with_algorithm(Algorithm::SlidingWindowLog)
             ],
             steps: vec![
                 allow(0, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),
@@ -410,22 +410,22 @@ pub fn table() -> Vec<Scenario> {
     let mut table = vec![
         Scenario {
             name: "gcra",
-            policies: vec![Policy::new("gcra", per_sec_4).algorithm(Algorithm::Gcra)],
+            policies: vec![Policy::new("gcra", per_sec_4).with_algorithm(Algorithm::Gcra)],
             steps: bucket_steps(),
         },
         Scenario {
             name: "token_bucket",
-            policies: vec![Policy::new("tb", per_sec_4).algorithm(Algorithm::TokenBucket)],
+            policies: vec![Policy::new("tb", per_sec_4).with_algorithm(Algorithm::TokenBucket)],
             steps: bucket_steps(),
         },
         Scenario {
             name: "leaky_bucket",
-            policies: vec![Policy::new("lb", per_sec_4).algorithm(Algorithm::LeakyBucket)],
+            policies: vec![Policy::new("lb", per_sec_4).with_algorithm(Algorithm::LeakyBucket)],
             steps: bucket_steps(),
         },
         Scenario {
             name: "leaky_bucket_queue",
-            policies: vec![Policy::new("queue", per_sec_4).algorithm(
+            policies: vec![Policy::new("queue", per_sec_4).with_algorithm(
                 Algorithm::LeakyBucketQueue {
                     max_delay: Duration::from_millis(600),
                 },
@@ -467,7 +467,7 @@ pub fn table() -> Vec<Scenario> {
         Scenario {
             name: "fixed_window",
             policies: vec![
-                Policy::new("fixed", Quota::per_second(3)).algorithm(Algorithm::FixedWindow)
+                Policy::new("fixed", Quota::per_second(3)).with_algorithm(Algorithm::FixedWindow)
             ],
             steps: vec![
                 allow(100, 1, &[(true, 2, 900 * MS, None, 0)], ["2", "1", "-"]),
@@ -484,7 +484,7 @@ pub fn table() -> Vec<Scenario> {
             // minute: its windows start at hh:mm:50.933101820.
             name: "fixed_window_staggered",
             policies: vec![Policy::new("staggered", Quota::per_minute(2))
-                .algorithm(Algorithm::FixedWindowStaggered)],
+                .with_algorithm(Algorithm::FixedWindowStaggered)],
             steps: vec![
                 allow(
                     0,
@@ -514,7 +514,7 @@ pub fn table() -> Vec<Scenario> {
         },
         Scenario {
             name: "sliding_window",
-            policies: vec![Policy::new("sliding", per_sec_4).algorithm(Algorithm::SlidingWindow)],
+            policies: vec![Policy::new("sliding", per_sec_4).with_algorithm(Algorithm::SlidingWindow)],
             steps: vec![
                 allow(100, 1, &[(true, 3, 900_000_001, None, 0)], ["3", "1", "-"]),
                 allow(
@@ -562,7 +562,7 @@ pub fn table() -> Vec<Scenario> {
         Scenario {
             name: "sliding_window_log",
             policies: vec![
-                Policy::new("log", Quota::per_second(3)).algorithm(Algorithm::SlidingWindowLog)
+                Policy::new("log", Quota::per_second(3)).with_algorithm(Algorithm::SlidingWindowLog)
             ],
             steps: vec![
                 allow(0, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),

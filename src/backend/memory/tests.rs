@@ -61,7 +61,7 @@ fn the_same_key_twice_in_a_set_counts_twice() {
 fn a_shadow_limit_that_denies_does_not_block_the_set() {
     let b = MemoryBackend::new();
     let real = policy("real", Quota::per_minute(10));
-    let shadow = Arc::new(Policy::new("trial", Quota::per_minute(1)).shadow(true));
+    let shadow = Arc::new(Policy::new("trial", Quota::per_minute(1)).with_shadow(true));
     let mut set = LimitSet::new();
     set.push(real.clone(), Key::from("k"), 1);
     set.push(shadow, Key::from("k"), 1);
@@ -86,7 +86,7 @@ fn peek_counts_nothing_and_reset_gives_the_quota_back() {
         Algorithm::SlidingWindowLog,
         Algorithm::FixedWindow,
     ] {
-        let p = Arc::new(Policy::new("p", Quota::per_minute(2)).algorithm(alg));
+        let p = Arc::new(Policy::new("p", Quota::per_minute(2)).with_algorithm(alg));
         let set = LimitSet::single(p, Key::from("k"), 1);
         for _ in 0..5 {
             let peeked = b.peek_at(&set, at_secs(0));
@@ -271,7 +271,7 @@ fn absorb_counts_every_limit_even_over_its_quota() {
 #[test]
 fn absorb_of_the_same_key_twice_counts_twice_and_zero_counts_nothing() {
     let b = MemoryBackend::new();
-    let p = Arc::new(Policy::new("p", Quota::per_minute(10)).algorithm(Algorithm::FixedWindow));
+    let p = Arc::new(Policy::new("p", Quota::per_minute(10)).with_algorithm(Algorithm::FixedWindow));
     let mut set = LimitSet::new();
     set.push(p.clone(), Key::from("k"), 4);
     set.push(p.clone(), Key::from("k"), 4);
@@ -297,7 +297,7 @@ fn an_absorbed_debt_is_kept_until_it_is_repaid() {
         (Algorithm::SlidingWindow, 1_833_333_334),
     ] {
         let b = MemoryBackend::builder().max_keys(10_000).build();
-        let p = Arc::new(Policy::new("p", Quota::per_second(2)).algorithm(alg));
+        let p = Arc::new(Policy::new("p", Quota::per_second(2)).with_algorithm(alg));
         let set = LimitSet::single(p, Key::from("k"), 6);
         let out = b.absorb_at(&set, at_secs(0));
         let busy = Nanos::new(busy_ns);
@@ -338,7 +338,7 @@ async fn absorb_through_the_backend_trait_uses_the_backend_clock() {
 fn every_algorithm(quota: Quota) -> Vec<Arc<Policy>> {
     crate::algorithm::tests::ALL
         .into_iter()
-        .map(|a| Arc::new(Policy::new(a.name(), quota).algorithm(a)))
+        .map(|a| Arc::new(Policy::new(a.name(), quota).with_algorithm(a)))
         .collect()
 }
 
@@ -419,7 +419,7 @@ fn refunds_are_per_limit_and_zero_costs_refund_nothing() {
 fn a_late_refund_takes_only_what_is_still_counted() {
     let b = MemoryBackend::new();
     let fixed =
-        Arc::new(Policy::new("fixed", Quota::per_second(2)).algorithm(Algorithm::FixedWindow));
+        Arc::new(Policy::new("fixed", Quota::per_second(2)).with_algorithm(Algorithm::FixedWindow));
     let set = LimitSet::single(fixed, Key::from("k"), 2);
     let t0 = at_secs(0).saturating_add(Nanos::from_millis(900));
     assert!(b.acquire_at(&set, t0).allowed());

@@ -761,7 +761,7 @@ impl RedisBackend {
 /// stored state, computed exactly here.
 fn encode_limit(args: &mut Vec<Arg>, limit: &Limit) {
     let quota = limit.policy.quota();
-    let algorithm = limit.policy.get_algorithm();
+    let algorithm = limit.policy.algorithm();
     let t = quota.emission_interval().as_u64().max(1);
     let capacity = quota.burst().saturating_mul(t);
     let period = quota.period_nanos().as_u64().max(1);

@@ -23,10 +23,10 @@ use super::{describe, install_tls_provider, RedisBackend, RedisBackendBuilder, R
 /// command asks the sentinels again.
 #[derive(Clone)]
 pub(super) struct SentinelConnection {
-    shared: Arc<Shared>,
+    state: Arc<Sentinels>,
 }
 
-struct Shared {
+struct Sentinels {
     /// The sentinels; locked while resolving, so one resolution runs at a
     /// time.
     client: tokio::sync::Mutex<SentinelClient>,
@@ -57,7 +57,7 @@ impl SentinelConnection {
             // Calls are bounded by the backend's own timeout.
             .set_response_timeout(None);
         Ok(SentinelConnection {
-            shared: Arc::new(Shared {
+            state: Arc::new(Sentinels {
                 client: tokio::sync::Mutex::new(client),
                 current: Mutex::new(None),
                 generation: AtomicU64::new(0),
@@ -69,12 +69,12 @@ impl SentinelConnection {
     /// The current master connection, resolving it through the sentinels
     /// if there is none.
     async fn master(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.shared.current() {
+        if let Some(current) = self.state.current() {
             return Ok(current);
         }
-        let mut client = self.shared.client.lock().await;
+        let mut client = self.state.client.lock().await;
         // Another call may have resolved it while this one waited.
-        if let Some(current) = self.shared.current() {
+        if let Some(current) = self.state.current() {
             return Ok(current);
         }
         // Asks the sentinels, checks that the server they name is a master
@@ -82,10 +82,10 @@ impl SentinelConnection {
         let connection = client
             .async_get_client()
             .await?
-            .get_multiplexed_async_connection_with_config(&self.shared.config)
+            .get_multiplexed_async_connection_with_config(&self.state.config)
             .await?;
-        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.shared.lock_current() = Some((generation, connection.clone()));
+        let generation = self.state.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.state.lock_current() = Some((generation, connection.clone()));
         Ok((generation, connection))
     }
 
@@ -107,7 +107,7 @@ impl SentinelConnection {
             }),
         };
         if stale {
-            let mut current = self.shared.lock_current();
+            let mut current = self.state.lock_current();
             if current.as_ref().is_some_and(|(g, _)| *g == generation) {
                 *current = None;
             }
@@ -115,7 +115,7 @@ impl SentinelConnection {
     }
 }
 
-impl Shared {
+impl Sentinels {
     fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<(u64, MultiplexedConnection)>> {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
