@@ -47,7 +47,9 @@
 //! - `metrics`, `config`: reserved for metrics and file configuration.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_cfg, doc_auto_cfg))]
+// docs.rs builds with `--cfg docsrs` (Cargo.toml): each feature-gated item shows
+// its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Modules in dependency order, leaves first: a module uses only those
 // above it (`tests/module_order.rs` fails on a cycle).
