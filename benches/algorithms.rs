@@ -44,7 +44,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter};
 use tollgate::backend::{Acquire, Backend, MemoryBackend};
 use tollgate::key::Key;
-use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Algorithm, Quota,
+};
 
 /// The algorithms benchmarked, with the names used in benchmark ids.
 const ALGORITHMS: [(&str, Algorithm); 6] = [

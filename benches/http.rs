@@ -162,7 +162,9 @@ fn body_mapping_layer() -> Router {
 /// constant values (no formatting, no allocation, no rate limiting): the
 /// floor for any limiter that emits both header sets through `HeaderMap`.
 fn five_static_headers() -> Router {
-    use tollgate::headers::{RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
+    use tollgate::headers::{
+        RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    };
     app().layer(tower::util::MapResponseLayer::new(
         |mut res: http::Response<Body>| {
             let headers = res.headers_mut();

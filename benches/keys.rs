@@ -15,7 +15,10 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::request::Parts;
 use http::{HeaderName, Request};
-use tollgate::key::{ClientIp, ClientIpHeader, Extracted, Header, KeyExtractor, KeyExtractorExt, Query, RequestMethod, User};
+use tollgate::key::{
+    ClientIp, ClientIpHeader, Extracted, Header, KeyExtractor, KeyExtractorExt, Query,
+    RequestMethod, User,
+};
 
 fn head(uri: &str, peer: &str, headers: &[(&str, String)]) -> Parts {
     let mut b = Request::get(uri);

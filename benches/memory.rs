@@ -31,7 +31,10 @@ use std::sync::Arc;
 
 use tollgate::backend::{Acquire, Backend, MemoryBackend};
 use tollgate::key::Key;
-use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Algorithm, Quota,
+};
 
 /// How many distinct keys each case inserts.
 const KEYS: usize = 1_000_000;

@@ -42,7 +42,7 @@ use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
 use tollgate::policy::Rule;
-use tollgate::{Quota, RateLimitLayer, headers::HeaderStyle, settings::AccessList};
+use tollgate::{headers::HeaderStyle, settings::AccessList, Quota, RateLimitLayer};
 
 fn quota() -> Quota {
     Quota::new(1_000_000_000, Duration::from_secs(1))

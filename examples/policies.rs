@@ -30,7 +30,7 @@ use axum::{routing::get, Router};
 use ipnet::IpNet;
 use tollgate::key::ClientIp;
 use tollgate::policy::Rule;
-use tollgate::{Quota, RateLimitLayer, settings::AccessList};
+use tollgate::{settings::AccessList, Quota, RateLimitLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

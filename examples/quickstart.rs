@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 
 use axum::{routing::get, Router};
-use tollgate::{Quota, RateLimitLayer, headers::HeaderStyle};
+use tollgate::{headers::HeaderStyle, Quota, RateLimitLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use tollgate::backend::{Backend, RedisBackend};
 use tollgate::key::Key;
-use tollgate::{Quota, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Quota,
+};
 
 fn env(name: &str, default: u64) -> Result<u64, String> {
     match std::env::var(name) {

@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::Decision;
 use crate::backend::{Acquire, Backend, BackendError, Outcome};
 use crate::policy::{LimitSet, Policy, ResponseCounts};
 use crate::problem::Problem;
 use crate::resolve::Settlements;
 use crate::time::Nanos;
+use crate::Decision;
 
 /// What happens to a request when the backend cannot answer (an error or a
 /// timeout).
@@ -170,7 +170,8 @@ impl<B: Backend> Engine<B> {
     fn note<T>(&self, result: &Result<T, BackendError>) {
         match result {
             Ok(_) => {
-                if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed)
+                if self.failing.load(Ordering::Relaxed)
+                    && self.failing.swap(false, Ordering::Relaxed)
                 {
                     tracing::info!("tollgate: rate-limit backend answering again");
                 }
@@ -219,10 +220,7 @@ impl<B: Backend> Engine<B> {
             None
         };
         if self.shadow {
-            span.record(
-                "outcome",
-                if allowed { "allowed" } else { "shadow_denied" },
-            );
+            span.record("outcome", if allowed { "allowed" } else { "shadow_denied" });
             // Shadow mode neither blocks nor holds a request back; its
             // decisions go in the headers only on request, but what counts
             // only some responses is still settled.
@@ -506,7 +504,12 @@ mod tests {
             .acquire(set)
             .into_state()
             .unwrap_or_else(|_| Err(BackendError::Unavailable("pending".into())));
-        engine.decide(result, set.clone(), Settlements::new(), &tracing::Span::none())
+        engine.decide(
+            result,
+            set.clone(),
+            Settlements::new(),
+            &tracing::Span::none(),
+        )
     }
 
     fn reported_names(verdict: &Verdict) -> Vec<String> {

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use http::HeaderMap;
 
-use crate::Decision;
 use crate::time::Nanos;
+use crate::Decision;
 
 /// `X-RateLimit-Limit`.
 pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -152,7 +152,9 @@ impl PolicyHeader {
 
 impl fmt::Debug for PolicyHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PolicyHeader").field(&self.ietf_item).finish()
+        f.debug_tuple("PolicyHeader")
+            .field(&self.ietf_item)
+            .finish()
     }
 }
 
@@ -298,11 +300,7 @@ pub(crate) fn write<T: HeaderItem>(
             }
         }
         HeaderStyle::Draft6 => {
-            put(
-                headers,
-                RATELIMIT_LIMIT.clone(),
-                policy.limit_value.clone(),
-            );
+            put(headers, RATELIMIT_LIMIT.clone(), policy.limit_value.clone());
             put(
                 headers,
                 RATELIMIT_REMAINING.clone(),

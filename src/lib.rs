@@ -53,21 +53,21 @@
 
 // Modules in dependency order, leaves first: a module uses only those
 // above it (`tests/module_order.rs` fails on a cycle).
-pub mod time;
-mod quota;
 mod algorithm;
-pub mod problem;
-pub mod headers;
-pub mod key;
-pub mod policy;
-pub mod settings;
-mod resolve;
 pub mod backend;
 mod engine;
-mod layer;
 #[cfg(feature = "axum")]
 pub mod extract;
+pub mod headers;
+pub mod key;
+mod layer;
 mod limiter;
+pub mod policy;
+pub mod problem;
+mod quota;
+mod resolve;
+pub mod settings;
+pub mod time;
 
 pub use algorithm::{Algorithm, AlgorithmError, Decision, MAX_LOG_LIMIT};
 pub use engine::{Denial, FailMode};

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::{Algorithm, Decision};
 use crate::backend::{Backend, BackendError, MemoryBackend};
 use crate::engine::{Engine, FailMode};
 use crate::key::Key;
 use crate::policy::{LimitSet, Policy, PolicyError};
 use crate::quota::Quota;
+use crate::{Algorithm, Decision};
 
 /// Rate limiting for anything that is not an HTTP request: jobs, WebSocket
 /// messages, gRPC streams, outgoing calls.
@@ -100,7 +100,10 @@ impl<B: Backend> Limiter<B> {
 
     /// Gives `key` its full quota back.
     pub async fn reset(&self, key: impl Into<Key>) -> Result<(), BackendError> {
-        self.engine.backend().reset(&self.set(key.into(), 0)).await?;
+        self.engine
+            .backend()
+            .reset(&self.set(key.into(), 0))
+            .await?;
         Ok(())
     }
 }

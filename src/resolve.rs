@@ -10,6 +10,7 @@ use crate::key::{Extracted, Key, KeyExtractor, OnMissing};
 use crate::policy::{Level, LimitSet, Policy, ResponseCounts, RouteTable};
 use crate::problem::Problem;
 use crate::settings::{Access, AccessList, Overrides};
+use crate::time::SharedClock;
 
 /// Which limits of a set count only some responses: `(index in the set,
 /// predicate)`. Empty (no allocation) unless a rule has `count_only`.
@@ -60,6 +61,7 @@ impl Resolver {
         levels: Vec<Level>,
         table: RouteTable,
         rejected: Option<Level>,
+        clock: SharedClock,
     ) -> Self {
         let mut catalog = std::collections::HashMap::new();
         for level in default.iter().chain(levels.iter()) {
@@ -79,7 +81,7 @@ impl Resolver {
             default,
             levels,
             table,
-            overrides: Overrides::new(catalog, default_name),
+            overrides: Overrides::new(catalog, default_name, clock),
             simple,
             rejected,
         }

@@ -1,4 +1,7 @@
-//! Time as an integer: [`Nanos`] and the [`Clock`] that backends read.
+//! Time as an integer: [`Nanos`] and the [`Clock`] that everything which
+//! reads time reads: the memory backend, the circuit breaker, the blocked-key
+//! cache, override expiry. Give each the same clock (a [`ManualClock`] in
+//! tests) and one hand moves them all.
 //!
 //! Decisions are made on whole nanoseconds held in a `u64`, never on floats,
 //! so that arithmetic is exact, a state fits one machine word and the memory
@@ -6,6 +9,8 @@
 //! the Unix epoch lasts until the year 2554.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A span or an instant in whole nanoseconds.
@@ -155,4 +160,72 @@ impl Clock for MonotonicClock {
         self.origin_nanos
             .saturating_add(Nanos::from(self.origin.elapsed()))
     }
+}
+
+/// What the components keep: one clock, shared.
+pub(crate) type SharedClock = Arc<dyn Clock>;
+
+/// The default clock of a component that was given none.
+pub(crate) fn default_clock() -> SharedClock {
+    Arc::new(MonotonicClock::new())
+}
+
+/// A [`Clock`] that moves only when told to: for tests that drive the
+/// memory backend, the circuit breaker, the blocked-key cache and override
+/// expiry together, without sleeping and without pausing Tokio's time.
+/// Clones share one instant.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::backend::MemoryBackend;
+/// use tollgate::time::{Clock, ManualClock, Nanos};
+///
+/// let clock = ManualClock::starting_at(Nanos::from_secs(1_000));
+/// let backend = MemoryBackend::builder().clock(clock.clone()).build();
+/// clock.advance(Duration::from_millis(1_500));
+/// assert_eq!(clock.now(), Nanos::from_millis(1_001_500));
+/// # let _ = backend;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock standing at `at`.
+    pub fn starting_at(at: Nanos) -> Self {
+        ManualClock {
+            now: Arc::new(AtomicU64::new(at.as_u64())),
+        }
+    }
+
+    /// Moves the clock forward by `by` (saturating).
+    pub fn advance(&self, by: Duration) {
+        let by = Nanos::from(by).as_u64();
+        let _ = self
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(by))
+            });
+    }
+
+    /// Sets the clock to `at`, forwards or backwards (a clock stepping
+    /// back is a case worth testing).
+    pub fn set(&self, at: Nanos) {
+        self.now.store(at.as_u64(), Ordering::Release);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Nanos {
+        Nanos::new(self.now.load(Ordering::Acquire))
+    }
+}
+
+/// Nanoseconds since the Unix epoch of a wall-clock instant (zero before
+/// the epoch, saturating after 2554): how an instant a user gives as a
+/// `SystemTime` compares with a [`Clock`] anchored to the wall clock.
+pub(crate) fn since_epoch(at: SystemTime) -> Nanos {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(Nanos::ZERO, Nanos::from)
 }

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 
 use common::{req, send};
 use tollgate::key::{ClientIp, Header, Key};
-use tollgate::{Quota, RateLimitLayer, settings::AccessList};
+use tollgate::{settings::AccessList, Quota, RateLimitLayer};
 
 fn app(access: AccessList) -> Router {
     Router::new().route("/", get(|| async { "ok" })).layer(

@@ -3,7 +3,11 @@
 mod conformance;
 
 use conformance::Op;
-use tollgate::{backend::{MemoryBackend, Outcome}, policy::LimitSet, time::Nanos};
+use tollgate::{
+    backend::{MemoryBackend, Outcome},
+    policy::LimitSet,
+    time::Nanos,
+};
 
 fn run(backend: &MemoryBackend, op: Op, set: &LimitSet, now: Nanos) -> Outcome {
     match op {

@@ -17,9 +17,17 @@ use http::{Request, StatusCode};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use tollgate::backend::{Acquire, Backend, BackendError, CircuitBreaker, CircuitState, Failover, HealthStatus, MemoryBackend};
-use tollgate::key::{Key, self};
-use tollgate::{FailMode, Quota, RateLimitLayer, backend::Outcome, policy::{LimitSet, Policy}, time::Nanos};
+use tollgate::backend::{
+    Acquire, Backend, BackendError, CircuitBreaker, CircuitState, Failover, HealthStatus,
+    MemoryBackend,
+};
+use tollgate::key::{self, Key};
+use tollgate::{
+    backend::Outcome,
+    policy::{LimitSet, Policy},
+    time::Nanos,
+    FailMode, Quota, RateLimitLayer,
+};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Outcome, BackendError>> + Send>>;
 

@@ -12,7 +12,9 @@ use http::{HeaderName, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use tollgate::key::{ClientIp, Header, KeyExtractor, KeyExtractorExt, MatchedRoute, OnMissing, Query, User, self};
+use tollgate::key::{
+    self, ClientIp, Header, KeyExtractor, KeyExtractorExt, MatchedRoute, OnMissing, Query, User,
+};
 use tollgate::{Quota, RateLimitLayer};
 
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");

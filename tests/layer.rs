@@ -17,10 +17,15 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 
-use tollgate::key::{Key, self};
-use tollgate::{Algorithm, ConfigError, Quota, QuotaError, RateLimitLayer, headers::{HeaderStyle, ResetFormat}};
+use tollgate::key::{self, Key};
+use tollgate::{
+    headers::{HeaderStyle, ResetFormat},
+    Algorithm, ConfigError, Quota, QuotaError, RateLimitLayer,
+};
 
-fn app(layer: RateLimitLayer<impl tollgate::key::KeyExtractor, tollgate::backend::MemoryBackend>) -> Router {
+fn app(
+    layer: RateLimitLayer<impl tollgate::key::KeyExtractor, tollgate::backend::MemoryBackend>,
+) -> Router {
     Router::new()
         .route("/", get(|| async { "hello" }))
         .route("/items/{id}", get(|| async { "item" }))
@@ -388,10 +393,7 @@ fn an_absurd_quota_given_to_new_panics_at_construction_with_the_error() {
         RateLimitLayer::new(Quota::new(1, Duration::from_secs(10 * 365 * 86_400)))
     })
     .expect_err("an unenforceable quota cannot make a layer");
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("366 days"), "{message}");
     // The builder reports the same error instead.
     let built = RateLimitLayer::builder()

@@ -39,7 +39,9 @@ fn root_exports(lib: &str, modules: &[String]) -> BTreeMap<String, String> {
         if !modules.iter().any(|m| m == module) {
             continue;
         }
-        for name in names.trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace()).split(',')
+        for name in names
+            .trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace())
+            .split(',')
         {
             let name = name.trim();
             if !name.is_empty() {

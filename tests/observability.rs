@@ -12,7 +12,7 @@ use axum::Router;
 use http::{Request, StatusCode};
 use tower::ServiceExt;
 
-use tollgate::key::{Key, self};
+use tollgate::key::{self, Key};
 use tollgate::{Quota, RateLimitLayer};
 use tracing_subscriber::fmt::format::FmtSpan;
 

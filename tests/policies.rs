@@ -12,7 +12,7 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use tollgate::key::{Key, self};
+use tollgate::key::{self, Key};
 use tollgate::policy::{Cost, Rule, Tiers};
 use tollgate::{Quota, RateLimitLayer};
 
@@ -216,7 +216,11 @@ async fn shadow_headers_show_a_shadow_level_in_the_headers() {
     send(&app, req("GET", "/beta", "192.0.2.16")).await;
     let res = send(&app, req("GET", "/beta", "192.0.2.16")).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(header(&res, "ratelimit").contains("\"beta\";r=0"), "{:?}", res.headers());
+    assert!(
+        header(&res, "ratelimit").contains("\"beta\";r=0"),
+        "{:?}",
+        res.headers()
+    );
 }
 
 #[derive(Clone)]
@@ -567,9 +571,9 @@ async fn a_route_given_a_bare_quota_is_named_after_its_pattern() {
 mod per_handler {
     use std::sync::LazyLock;
 
+    use tollgate::backend::MemoryBackend;
     use tollgate::extract::{HandlerLimit, Limited};
     use tollgate::key::ClientIp;
-    use tollgate::backend::MemoryBackend;
 
     use super::*;
 

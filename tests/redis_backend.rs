@@ -20,7 +20,10 @@ use tower::ServiceExt;
 
 use tollgate::backend::{Backend, BackendError, RedisBackend, RedisConnectError};
 use tollgate::key::Key;
-use tollgate::{Algorithm, Quota, RateLimitLayer, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Algorithm, Quota, RateLimitLayer,
+};
 
 use support::{every_algorithm, single, slow_quota};
 
@@ -31,7 +34,8 @@ async fn two_app_servers_on_one_redis_admit_exactly_the_limit_in_total() {
     let b = server.backend().await;
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("fleet-{}", algorithm.name()), slow_quota(50)).with_algorithm(algorithm),
+            Policy::new(format!("fleet-{}", algorithm.name()), slow_quota(50))
+                .with_algorithm(algorithm),
         );
         let mut tasks = Vec::new();
         for i in 0..300 {
@@ -160,7 +164,8 @@ async fn peek_counts_nothing_and_writes_nothing() {
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("peek-{}", algorithm.name()), slow_quota(3)).with_algorithm(algorithm),
+            Policy::new(format!("peek-{}", algorithm.name()), slow_quota(3))
+                .with_algorithm(algorithm),
         );
         let set = single(&policy, "p");
         let name = backend.key_name(&policy, &Key::from("p"));
@@ -188,7 +193,8 @@ async fn reset_forgets_the_sets_keys() {
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("reset-{}", algorithm.name()), slow_quota(2)).with_algorithm(algorithm),
+            Policy::new(format!("reset-{}", algorithm.name()), slow_quota(2))
+                .with_algorithm(algorithm),
         );
         let set = single(&policy, "r");
         assert!(backend.acquire(&set).await.expect("call").allowed());
@@ -210,7 +216,8 @@ async fn a_denied_set_consumes_nothing_from_its_other_limits() {
     let server = redis_or_skip!();
     let backend = server.backend().await;
     let tight = Arc::new(Policy::new("tight", slow_quota(1)));
-    let loose = Arc::new(Policy::new("loose", slow_quota(10)).with_algorithm(Algorithm::FixedWindow));
+    let loose =
+        Arc::new(Policy::new("loose", slow_quota(10)).with_algorithm(Algorithm::FixedWindow));
     let mut set = LimitSet::new();
     set.push(loose.clone(), Key::from("k"), 1);
     set.push(tight.clone(), Key::from("k"), 1);
@@ -358,7 +365,8 @@ async fn absorb_counts_over_the_limit_and_keeps_the_key_alive() {
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let policy = Arc::new(
-            Policy::new(format!("absorb-{}", algorithm.name()), slow_quota(2)).with_algorithm(algorithm),
+            Policy::new(format!("absorb-{}", algorithm.name()), slow_quota(2))
+                .with_algorithm(algorithm),
         );
         let set = LimitSet::single(policy.clone(), Key::from("a"), 3);
         let o = backend.absorb(&set).await.expect("absorb");
@@ -446,8 +454,9 @@ async fn acquire_reports_the_server_instant_and_a_refund_there_gives_the_quota_b
     let mut conn = server.client();
     for algorithm in every_algorithm() {
         let name = algorithm.name();
-        let policy =
-            Arc::new(Policy::new(format!("refund-{name}"), slow_quota(2)).with_algorithm(algorithm));
+        let policy = Arc::new(
+            Policy::new(format!("refund-{name}"), slow_quota(2)).with_algorithm(algorithm),
+        );
         let set = single(&policy, "r");
         let first = backend.acquire(&set).await.expect("acquire");
         assert!(first.allowed(), "{name}");

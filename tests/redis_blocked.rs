@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use tollgate::backend::{Backend, BlockedCache};
 use tollgate::key::Key;
-use tollgate::{Quota, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Quota,
+};
 
 #[tokio::test]
 async fn a_flood_over_the_limit_costs_one_redis_call_then_none() {

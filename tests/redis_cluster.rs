@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 use tollgate::backend::{Backend, RedisBackend, RedisConnectError};
 use tollgate::key::Key;
-use tollgate::{Algorithm, Quota, policy::{LimitSet, Policy}, time::Nanos};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    time::Nanos,
+    Algorithm, Quota,
+};
 
 use support::{every_algorithm, single, slow_quota};
 

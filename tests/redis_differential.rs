@@ -13,7 +13,12 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tollgate::backend::RedisBackend;
 use tollgate::key::Key;
-use tollgate::{Algorithm, Quota, backend::MemoryBackend, policy::{LimitSet, Policy}, time::Nanos};
+use tollgate::{
+    backend::MemoryBackend,
+    policy::{LimitSet, Policy},
+    time::Nanos,
+    Algorithm, Quota,
+};
 
 const DAY: u64 = 86_400_000_000_000;
 

@@ -15,7 +15,7 @@ use http::{Request, StatusCode};
 
 use tollgate::key::{ClientIp, Key};
 use tollgate::policy::Rule;
-use tollgate::{Quota, RateLimitLayer, backend::RedisBackend, settings::AccessList};
+use tollgate::{backend::RedisBackend, settings::AccessList, Quota, RateLimitLayer};
 
 use common::{header, req, send};
 

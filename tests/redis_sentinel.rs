@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use tollgate::backend::{Backend, RedisBackend};
 use tollgate::key::Key;
-use tollgate::{Quota, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Quota,
+};
 
 /// The master, the replica and the sentinel, killed (and their directory
 /// removed) on drop.

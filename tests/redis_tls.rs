@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use tollgate::backend::{Backend, RedisBackend};
 use tollgate::key::Key;
-use tollgate::{Quota, policy::{LimitSet, Policy}};
+use tollgate::{
+    policy::{LimitSet, Policy},
+    Quota,
+};
 
 struct TlsServer {
     child: Child,

@@ -88,8 +88,10 @@ struct Later(MemoryBackend);
 type Answer = Pin<Box<dyn Future<Output = Result<Outcome, BackendError>> + Send>>;
 
 impl Later {
-    fn later(answer: Acquire<std::future::Ready<Result<Outcome, BackendError>>>) -> Acquire<Answer> {
-        Acquire::pending(Box::pin(async move { answer.await }))
+    fn later(
+        answer: Acquire<std::future::Ready<Result<Outcome, BackendError>>>,
+    ) -> Acquire<Answer> {
+        Acquire::pending(Box::pin(answer))
     }
 }
 
@@ -131,7 +133,9 @@ async fn a_rule_with_its_own_key_and_name_counts_rejections() {
         .expect("layer");
     let app = app(layer);
     assert_eq!(
-        send(&app, req("GET", "/items", "192.0.2.33")).await.status(),
+        send(&app, req("GET", "/items", "192.0.2.33"))
+            .await
+            .status(),
         StatusCode::UNAUTHORIZED
     );
     let res = send(&app, req("GET", "/items", "192.0.2.33")).await;
@@ -204,7 +208,10 @@ async fn a_forged_token_counts_as_a_rejected_key() {
         );
         r
     };
-    assert_eq!(send(&app, forged()).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&app, forged()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         send(&app, forged()).await.status(),
         StatusCode::TOO_MANY_REQUESTS

@@ -217,7 +217,12 @@ impl Algorithm {
     /// Decides one request. Pure: the caller passes the stored state and the
     /// time, and applies the returned [`Commit`] only if it wants the
     /// request counted (all limits of a set allowed it).
-    pub(crate) fn check(&self, quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
+    pub(crate) fn check(
+        &self,
+        quota: &Quota,
+        state: &State,
+        input: Input,
+    ) -> (Decision, Option<Commit>) {
         match self {
             Algorithm::Gcra => gcra::check(quota, state, input),
             Algorithm::TokenBucket => token_bucket::check(quota, state, input),

@@ -931,12 +931,20 @@ proptest! {
 // `Algorithm`.
 #[test]
 fn forcing_15_units_into_a_gcra_of_10_leaves_a_debt_of_half_a_second() {
-
     let quota = Quota::per_second(10); // T = 100 ms, burst 10
     let now = Nanos::from_secs(100);
-    let input = Input { now, cost: 15, key_hash: 0 };
+    let input = Input {
+        now,
+        cost: 15,
+        key_hash: 0,
+    };
     let (d, state) = Algorithm::Gcra.force(&quota, &State::Fresh, input);
-    assert_eq!(state, State::Gcra { tat: Nanos::from_millis(101_500) });
+    assert_eq!(
+        state,
+        State::Gcra {
+            tat: Nanos::from_millis(101_500)
+        }
+    );
     assert!(!d.allowed); // 15 did not fit in 10
     assert_eq!(d.remaining, 0);
     assert_eq!(d.reset_after, Nanos::from_millis(1_500));
@@ -946,19 +954,37 @@ fn forcing_15_units_into_a_gcra_of_10_leaves_a_debt_of_half_a_second() {
 
 #[test]
 fn a_refund_at_the_acquire_instant_restores_the_state_exactly() {
-
     let quota = Quota::per_second(10); // T = 100 ms, burst 10
-    let input = Input { now: Nanos::from_secs(100), cost: 3, key_hash: 0 };
-    let before = State::Gcra { tat: Nanos::from_millis(100_200) };
+    let input = Input {
+        now: Nanos::from_secs(100),
+        cost: 3,
+        key_hash: 0,
+    };
+    let before = State::Gcra {
+        tat: Nanos::from_millis(100_200),
+    };
     let (d, commit) = Algorithm::Gcra.check(&quota, &before, input);
     assert_eq!(d.remaining, 5);
     let mut state = before.clone();
     state.apply(commit.unwrap());
-    assert_eq!(state, State::Gcra { tat: Nanos::from_millis(100_500) });
+    assert_eq!(
+        state,
+        State::Gcra {
+            tat: Nanos::from_millis(100_500)
+        }
+    );
 
     let refunded = Algorithm::Gcra.refund(&quota, &state, input);
     assert_eq!(refunded, before);
-    assert_eq!(Algorithm::Gcra.peek(&quota, &refunded, input.now, 0).remaining, 8);
+    assert_eq!(
+        Algorithm::Gcra
+            .peek(&quota, &refunded, input.now, 0)
+            .remaining,
+        8
+    );
     // Nothing to refund on a fresh key.
-    assert_eq!(Algorithm::Gcra.refund(&quota, &State::Fresh, input), State::Fresh);
+    assert_eq!(
+        Algorithm::Gcra.refund(&quota, &State::Fresh, input),
+        State::Fresh
+    );
 }

@@ -10,15 +10,12 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, BackendError, Outcome, SettingsStore};
 use crate::policy::LimitSet;
-use crate::time::Nanos;
+use crate::time::{default_clock, Clock, Nanos, SharedClock};
 
 /// The default bound on remembered denials.
 pub const DEFAULT_BLOCKED_CAPACITY: usize = 100_000;
@@ -61,6 +58,8 @@ pub const DEFAULT_BLOCKED_CAPACITY: usize = 100_000;
 pub struct BlockedCache<B> {
     inner: B,
     denials: Arc<Denials>,
+    /// When a remembered denial lapses.
+    clock: SharedClock,
 }
 
 struct Denials {
@@ -82,8 +81,8 @@ struct Entries {
 
 struct Entry {
     outcome: Outcome,
-    at: Instant,
-    until: Instant,
+    at: Nanos,
+    until: Nanos,
     limits: SmallVec<[u64; 2]>,
 }
 
@@ -141,7 +140,16 @@ impl<B> BlockedCache<B> {
                 hasher: Default::default(),
                 hits: Default::default(),
             }),
+            clock: default_clock(),
         }
+    }
+
+    /// The same cache reading `clock` (default: the wall clock at start-up,
+    /// advanced by Tokio's monotonic time). Give it the clock of the rest
+    /// of the chain to drive everything from a test.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The wrapped backend.
@@ -196,14 +204,14 @@ impl Denials {
     }
 
     /// The remembered denial of `fp`, aged to `now`.
-    fn lookup(&self, fp: u64, now: Instant) -> Option<Outcome> {
+    fn lookup(&self, fp: u64, now: Nanos) -> Option<Outcome> {
         let mut entries = self.lock();
         let entry = entries.by_set.get(&fp)?;
         if now >= entry.until {
             entries.by_set.remove(&fp);
             return None;
         }
-        let elapsed = Nanos::from(now.saturating_duration_since(entry.at));
+        let elapsed = now.saturating_sub(entry.at);
         let mut outcome = entry.outcome.clone();
         outcome.age(elapsed);
         self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -212,7 +220,7 @@ impl Denials {
 
     /// Remembers a denial of the set `fp` whose (policy, key) hashes are
     /// `limits`.
-    fn remember(&self, fp: u64, limits: SmallVec<[u64; 2]>, outcome: &Outcome, now: Instant) {
+    fn remember(&self, fp: u64, limits: SmallVec<[u64; 2]>, outcome: &Outcome, now: Nanos) {
         if outcome.allowed() {
             return;
         }
@@ -227,7 +235,7 @@ impl Denials {
         if wait == Nanos::ZERO {
             return;
         }
-        let until = now + Duration::from(wait);
+        let until = now.saturating_add(wait);
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.by_set.contains_key(&fp) {
             entries.by_set.retain(|_, e| e.until > now);
@@ -261,7 +269,7 @@ impl<B: Backend> Backend for BlockedCache<B> {
     type Future = BoxFuture;
 
     fn acquire(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let fp = self.denials.fingerprint(set);
         if let Some(outcome) = self.denials.lookup(fp, now) {
             return Acquire::ready(Ok(outcome));
@@ -345,10 +353,12 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::backend::MemoryBackend;
     use crate::key::Key;
-    use crate::{Quota, policy::Policy};
+    use crate::{policy::Policy, Quota};
 
     fn set(key: &str) -> LimitSet {
         LimitSet::single(
@@ -382,6 +392,23 @@ mod tests {
             "asks the backend again at retry time"
         );
         assert_eq!(b.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_manual_clock_drives_the_backend_and_the_cache_together() {
+        let clock = crate::time::ManualClock::starting_at(Nanos::from_secs(1_000));
+        let memory = MemoryBackend::builder().clock(clock.clone()).build();
+        let b = BlockedCache::new(memory, 100).clock(clock.clone());
+        for _ in 0..2 {
+            assert!(b.acquire(&set("a")).await.unwrap().allowed());
+        }
+        assert!(!b.acquire(&set("a")).await.unwrap().allowed());
+        clock.advance(Duration::from_secs(29));
+        let cached = b.acquire(&set("a")).await.unwrap();
+        assert_eq!(cached.decisions()[0].retry_after, Some(Nanos::from_secs(1)));
+        assert_eq!(b.hits(), 1);
+        clock.advance(Duration::from_secs(1));
+        assert!(b.acquire(&set("a")).await.unwrap().allowed());
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,10 +27,13 @@ use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, Outcome};
-use crate::{Algorithm, Decision, algorithm::{Commit, Input, State}};
 use crate::key::Key;
 use crate::policy::{Limit, LimitSet};
 use crate::time::{Clock, MonotonicClock, Nanos};
+use crate::{
+    algorithm::{Commit, Input, State},
+    Algorithm, Decision,
+};
 
 /// The default bound on stored keys: one million (with GCRA about 37 bytes a
 /// key, 35 MiB in all, measured by `cargo bench --bench memory`).

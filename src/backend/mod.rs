@@ -31,9 +31,9 @@ pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
 use std::sync::Arc;
 
-use crate::Decision;
 use crate::policy::LimitSet;
 use crate::time::Nanos;
+use crate::Decision;
 
 use crate::settings::{SettingsStore, StoreError};
 
@@ -157,9 +157,8 @@ impl<F> Acquire<F> {
     /// The answer if it is ready, else the future to await.
     pub(crate) fn into_state(self) -> Result<Result<Outcome, BackendError>, F> {
         match self {
-            Acquire::Ready { result } => Ok(result.unwrap_or_else(|| {
-                Err(BackendError::Unavailable("answer already taken".into()))
-            })),
+            Acquire::Ready { result } => Ok(result
+                .unwrap_or_else(|| Err(BackendError::Unavailable("answer already taken".into())))),
             Acquire::Pending { future } => Err(future),
         }
     }

@@ -103,7 +103,7 @@ tuple_extractor!(A, B, C, D);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::{Global, RequestMethod, from_fn};
+    use crate::key::{from_fn, Global, RequestMethod};
     use http::StatusCode;
 
     fn parts() -> Parts {

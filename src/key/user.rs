@@ -174,7 +174,9 @@ mod tests {
 
     #[test]
     fn method_and_unmatched_route_keys() {
-        assert!(matches!(RequestMethod.extract(&parts()), Extracted::Key(k) if k == Key::from("POST")));
+        assert!(
+            matches!(RequestMethod.extract(&parts()), Extracted::Key(k) if k == Key::from("POST"))
+        );
         assert!(
             matches!(MatchedRoute.extract(&parts()), Extracted::Key(k) if k.as_bytes() == b"\xfeunmatched")
         );

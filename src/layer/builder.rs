@@ -9,7 +9,6 @@ use bytes::Bytes;
 
 use super::gate::{spawn_sync, Gate, OnRejected};
 use super::RateLimitLayer;
-use crate::Algorithm;
 use crate::backend::{Backend, MemoryBackend};
 use crate::engine::{Denial, Engine, FailMode};
 use crate::headers::{HeaderConfig, HeaderStyle, ResetFormat};
@@ -17,7 +16,9 @@ use crate::key::{ClientIp, KeyExtractor};
 use crate::policy::{Level, Pattern, PatternError, PolicyError, RouteTable, Rule};
 use crate::quota::Quota;
 use crate::resolve::Resolver;
-use crate::settings::{AccessList, sync};
+use crate::settings::{sync, AccessList};
+use crate::time::{default_clock, Clock, SharedClock};
+use crate::Algorithm;
 
 /// Builds a [`RateLimitLayer`]; settings are validated by
 /// [`build`](RateLimitLayerBuilder::build).
@@ -38,6 +39,7 @@ pub struct RateLimitLayerBuilder<K = ClientIp, B = MemoryBackend> {
     levels: Vec<(LevelKind, String, Rule)>,
     exempt: Vec<String>,
     rejected_keys: Option<Rule>,
+    clock: Option<SharedClock>,
     sync_interval: Duration,
 }
 
@@ -72,6 +74,7 @@ impl RateLimitLayerBuilder {
             levels: Vec::new(),
             exempt: Vec::new(),
             rejected_keys: None,
+            clock: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
         }
     }
@@ -107,6 +110,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             levels: self.levels,
             exempt: self.exempt,
             rejected_keys: self.rejected_keys,
+            clock: self.clock,
             sync_interval: self.sync_interval,
         }
     }
@@ -130,6 +134,7 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             levels: self.levels,
             exempt: self.exempt,
             rejected_keys: self.rejected_keys,
+            clock: self.clock,
             sync_interval: self.sync_interval,
         }
     }
@@ -301,6 +306,16 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         self
     }
 
+    /// The clock the layer reads (today: the expiry of per-key overrides).
+    /// Give the backend, its circuit breaker and its blocked-key cache the
+    /// same one to drive them all from a test
+    /// ([`ManualClock`](crate::time::ManualClock)). Default: the wall clock
+    /// at start-up, advanced by Tokio's monotonic time.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
     /// Requests matching `pattern` (exact, or a prefix ending in `/*`,
     /// optionally after a method) are never limited, by any level.
     pub fn exempt(mut self, pattern: &str) -> Self {
@@ -397,7 +412,13 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         let layer = RateLimitLayer {
             gate: Arc::new(Gate {
                 extractor: self.extractor,
-                resolver: Resolver::new(default, levels, table, rejected),
+                resolver: Resolver::new(
+                    default,
+                    levels,
+                    table,
+                    rejected,
+                    self.clock.unwrap_or_else(default_clock),
+                ),
                 access: self.access,
                 engine: Engine::new(
                     self.backend,

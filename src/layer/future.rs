@@ -33,13 +33,14 @@ pin_project! {
     }
 }
 
-/// What the pending path keeps while the backend answers.
-struct Pending<S, ReqBody> {
-    inner: S,
-    req: Request<ReqBody>,
-    set: LimitSet,
-    settlements: Settlements,
-    refusal: Option<Box<Problem>>,
+/// What the pending path keeps while the backend answers: the request, the
+/// inner service driven to readiness, and what the gate needs to answer.
+pub(super) struct Pending<S, ReqBody> {
+    pub(super) inner: S,
+    pub(super) req: Request<ReqBody>,
+    pub(super) set: LimitSet,
+    pub(super) settlements: Settlements,
+    pub(super) refusal: Option<Box<Problem>>,
 }
 
 pin_project! {
@@ -113,24 +114,14 @@ where
 
     pub(super) fn waiting(
         acquire: F,
-        inner: S,
-        req: Request<ReqBody>,
-        set: LimitSet,
-        settlements: Settlements,
-        refusal: Option<Box<Problem>>,
+        pending: Pending<S, ReqBody>,
         gate: Arc<dyn Decide>,
         span: tracing::Span,
     ) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 acquire,
-                pending: Some(Box::new(Pending {
-                    inner,
-                    req,
-                    set,
-                    settlements,
-                    refusal,
-                })),
+                pending: Some(Box::new(pending)),
                 gate,
             },
             span,

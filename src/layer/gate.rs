@@ -13,12 +13,12 @@ use http::{Response, StatusCode};
 
 use crate::backend::{Backend, BackendError, Outcome};
 use crate::engine::{Denial, Engine, Passed, Verdict};
-use crate::headers::{HeaderConfig, HeaderStyle, self};
+use crate::headers::{self, HeaderConfig, HeaderStyle};
 use crate::key::KeyExtractor;
 use crate::policy::LimitSet;
 use crate::problem::Problem;
 use crate::resolve::{Resolution, Resolver, Settlements};
-use crate::settings::{Access, AccessList, StoreError, forbidden, sync};
+use crate::settings::{forbidden, sync, Access, AccessList, StoreError};
 use crate::time::Nanos;
 
 /// A user's rejection handler.

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{Pending, ResponseFuture};
 use super::gate::{Answer, Gate};
 use super::{RateLimitLayer, ResponseBody};
 use crate::backend::{Backend, MemoryBackend};
@@ -168,17 +168,14 @@ where
                 }
             }
             Err(acquire) => {
-                let inner = self.take_inner();
-                ResponseFuture::waiting(
-                    acquire,
-                    inner,
+                let pending = Pending {
+                    inner: self.take_inner(),
                     req,
                     set,
                     settlements,
                     refusal,
-                    self.gate.clone(),
-                    span,
-                )
+                };
+                ResponseFuture::waiting(acquire, pending, self.gate.clone(), span)
             }
         }
     }

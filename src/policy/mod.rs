@@ -20,15 +20,15 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::{Algorithm, AlgorithmError, Decision};
 use crate::headers::{HeaderItem, PolicyHeader};
 use crate::key::Key;
 use crate::quota::{Quota, QuotaError};
+use crate::{Algorithm, AlgorithmError, Decision};
 
 pub use routes::PatternError;
 pub(crate) use routes::{Pattern, RouteTable};
 pub use rule::{Cost, Rule};
-pub(crate) use rule::{ResponseCounts, DynExtractor, Level};
+pub(crate) use rule::{DynExtractor, Level, ResponseCounts};
 #[cfg(feature = "schedule")]
 pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 pub use tiers::Tiers;

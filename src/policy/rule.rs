@@ -12,9 +12,9 @@ use super::tiers::Tiers;
 #[cfg(feature = "schedule")]
 use super::Schedule;
 use super::{Policy, PolicyError};
-use crate::Algorithm;
 use crate::key::{Extracted, KeyExtractor, OnMissing};
 use crate::quota::Quota;
+use crate::Algorithm;
 
 /// A named policy as configured: what one level of the route table (the
 /// default, a group, a route) or one handler limits.

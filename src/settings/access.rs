@@ -10,8 +10,8 @@ use http::request::Parts;
 use ipnet::IpNet;
 use prefix_trie::joint::JointPrefixSet;
 
-use super::sync::{self, Link, Mirror};
 use super::store::StoreError;
+use super::sync::{self, Link, Mirror};
 use crate::key::{canonical_net, ClientIp, Key};
 use crate::problem::Problem;
 
@@ -412,7 +412,10 @@ mod tests {
         };
         assert_eq!(shared, net("192.0.2.0/24"));
         // And what this one writes there is the IPv4 form.
-        assert_eq!(Entry::net(net("::ffff:192.0.2.1/128")).field(), "net:192.0.2.1/32");
+        assert_eq!(
+            Entry::net(net("::ffff:192.0.2.1/128")).field(),
+            "net:192.0.2.1/32"
+        );
     }
 
     #[tokio::test]

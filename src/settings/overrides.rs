@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::sync::{self, Link, Mirror};
-use crate::policy::{Policy, PolicyError};
 use super::store::StoreError;
+use super::sync::{self, Link, Mirror};
 use crate::key::Key;
+use crate::policy::{Policy, PolicyError};
 use crate::quota::Quota;
+use crate::time::{since_epoch, SharedClock};
 
 /// Why an override could not be set or cleared.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,9 @@ struct Inner {
     /// shadow), whose quota an override replaces.
     catalog: HashMap<Arc<str>, Arc<Policy>>,
     default: Arc<str>,
+    /// What expiry is measured against: the layer's clock, anchored to the
+    /// wall clock by default.
+    clock: SharedClock,
     entries: RwLock<HashMap<(u64, Key), Entry>>,
     /// `entries.len()`, read without the lock on the request path.
     count: AtomicUsize,
@@ -56,9 +60,13 @@ struct Inner {
 /// the server and every layer on it picks it up within its
 /// [`sync_interval`](crate::RateLimitLayerBuilder::sync_interval) (or at
 /// once after [`RateLimitLayer::sync`](crate::RateLimitLayer::sync)); with
-/// the memory backend it lives in this process. Expiry is by the wall
-/// clock (`SystemTime`) of each server; an expired override is ignored at
-/// once and stays in a shared store until it is set again or cleared.
+/// the memory backend it lives in this process. An expiry is a wall-clock
+/// instant, compared with the layer's clock
+/// ([`RateLimitLayerBuilder::clock`](crate::RateLimitLayerBuilder::clock):
+/// by default the wall clock at start-up advanced monotonically, so a
+/// server whose wall clock jumps keeps its overrides' lifetimes); an
+/// expired override is ignored at once and stays in a shared store until
+/// it is set again or cleared.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -94,11 +102,16 @@ impl fmt::Debug for Overrides {
 impl Overrides {
     /// Overrides for the policies of `catalog`; [`Overrides::set`] applies
     /// to the one named `default`.
-    pub(crate) fn new(catalog: HashMap<Arc<str>, Arc<Policy>>, default: Arc<str>) -> Self {
+    pub(crate) fn new(
+        catalog: HashMap<Arc<str>, Arc<Policy>>,
+        default: Arc<str>,
+        clock: SharedClock,
+    ) -> Self {
         Overrides {
             inner: Arc::new(Inner {
                 catalog,
                 default,
+                clock,
                 entries: RwLock::new(HashMap::new()),
                 count: AtomicUsize::new(0),
                 link: OnceLock::new(),
@@ -186,7 +199,7 @@ impl Overrides {
             .unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(&(policy_id, key.clone()))?;
         if let Some(at) = entry.expires_at {
-            if at <= SystemTime::now() {
+            if since_epoch(at) <= self.inner.clock.now() {
                 return None;
             }
         }
@@ -307,11 +320,34 @@ fn encode_value(quota: &Quota, expires_at: Option<SystemTime>) -> String {
 mod tests {
     use super::*;
 
-    fn overrides() -> Overrides {
+    fn overrides_on(clock: SharedClock) -> Overrides {
         let p = Arc::new(Policy::new("default", Quota::per_second(10)));
         let mut catalog = HashMap::new();
         catalog.insert(Arc::from("default"), p);
-        Overrides::new(catalog, "default".into())
+        Overrides::new(catalog, "default".into(), clock)
+    }
+
+    fn overrides() -> Overrides {
+        overrides_on(crate::time::default_clock())
+    }
+
+    #[tokio::test]
+    async fn an_override_expires_when_the_layer_clock_reaches_its_instant() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let clock = crate::time::ManualClock::starting_at(since_epoch(start));
+        let o = overrides_on(Arc::new(clock.clone()));
+        let key = Key::from("k");
+        o.set(
+            key.clone(),
+            Quota::per_second(100),
+            start + Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(o.get(&key), Some(Quota::per_second(100)));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(o.get(&key), None, "expired at its instant");
     }
 
     #[tokio::test]

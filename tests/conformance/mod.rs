@@ -15,9 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use tollgate::key::Key;
 use tollgate::headers::{self, HeaderStyle, PolicyHeader, ResetFormat};
-use tollgate::{Algorithm, Quota, backend::Outcome, policy::{LimitSet, Policy}, time::Nanos};
+use tollgate::key::Key;
+use tollgate::{
+    backend::Outcome,
+    policy::{LimitSet, Policy},
+    time::Nanos,
+    Algorithm, Quota,
+};
 
 /// 2023-11-14T22:14:00Z: a whole minute.
 pub const BASE: Nanos = Nanos::from_secs(1_700_000_040);
@@ -287,7 +292,9 @@ fn refund_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "refund_sliding_window",
-            policies: vec![Policy::new("r-sliding", per_sec_4).with_algorithm(Algorithm::SlidingWindow)],
+            policies: vec![
+                Policy::new("r-sliding", per_sec_4).with_algorithm(Algorithm::SlidingWindow)
+            ],
             steps: vec![
                 allow(100, 1, &[(true, 3, 900_000_001, None, 0)], ["3", "1", "-"]),
                 allow(
@@ -319,9 +326,8 @@ fn refund_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "refund_sliding_window_log",
-            policies: vec![
-                Policy::new("r-log", Quota::per_second(3)).with_algorithm(Algorithm::SlidingWindowLog)
-            ],
+            policies: vec![Policy::new("r-log", Quota::per_second(3))
+                .with_algorithm(Algorithm::SlidingWindowLog)],
             steps: vec![
                 allow(0, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),
                 allow(400, 2, &[(true, 0, 1000 * MS, None, 0)], ["0", "1", "-"]),
@@ -514,7 +520,9 @@ pub fn table() -> Vec<Scenario> {
         },
         Scenario {
             name: "sliding_window",
-            policies: vec![Policy::new("sliding", per_sec_4).with_algorithm(Algorithm::SlidingWindow)],
+            policies: vec![
+                Policy::new("sliding", per_sec_4).with_algorithm(Algorithm::SlidingWindow)
+            ],
             steps: vec![
                 allow(100, 1, &[(true, 3, 900_000_001, None, 0)], ["3", "1", "-"]),
                 allow(
@@ -561,9 +569,8 @@ pub fn table() -> Vec<Scenario> {
         },
         Scenario {
             name: "sliding_window_log",
-            policies: vec![
-                Policy::new("log", Quota::per_second(3)).with_algorithm(Algorithm::SlidingWindowLog)
-            ],
+            policies: vec![Policy::new("log", Quota::per_second(3))
+                .with_algorithm(Algorithm::SlidingWindowLog)],
             steps: vec![
                 allow(0, 1, &[(true, 2, 1000 * MS, None, 0)], ["2", "1", "-"]),
                 allow(400, 1, &[(true, 1, 1000 * MS, None, 0)], ["1", "1", "-"]),

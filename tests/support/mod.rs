@@ -68,7 +68,10 @@ pub fn slow_quota(limit: u64) -> tollgate::Quota {
 }
 
 /// A set of one limit of `policy` on `key`, cost 1.
-pub fn single(policy: &std::sync::Arc<tollgate::policy::Policy>, key: &str) -> tollgate::policy::LimitSet {
+pub fn single(
+    policy: &std::sync::Arc<tollgate::policy::Policy>,
+    key: &str,
+) -> tollgate::policy::LimitSet {
     tollgate::policy::LimitSet::single(policy.clone(), tollgate::key::Key::from(key), 1)
 }
 

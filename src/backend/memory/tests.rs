@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::{Quota, policy::Policy};
+use crate::{policy::Policy, Quota};
 
 fn policy(name: &str, quota: Quota) -> Arc<Policy> {
     Arc::new(Policy::new(name, quota))
@@ -271,7 +271,8 @@ fn absorb_counts_every_limit_even_over_its_quota() {
 #[test]
 fn absorb_of_the_same_key_twice_counts_twice_and_zero_counts_nothing() {
     let b = MemoryBackend::new();
-    let p = Arc::new(Policy::new("p", Quota::per_minute(10)).with_algorithm(Algorithm::FixedWindow));
+    let p =
+        Arc::new(Policy::new("p", Quota::per_minute(10)).with_algorithm(Algorithm::FixedWindow));
     let mut set = LimitSet::new();
     set.push(p.clone(), Key::from("k"), 4);
     set.push(p.clone(), Key::from("k"), 4);

@@ -16,10 +16,10 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, BackendError, Outcome};
-use crate::{Algorithm, Decision};
 use crate::key::Key;
 use crate::policy::{Limit, LimitSet, Policy};
 use crate::time::Nanos;
+use crate::{Algorithm, Decision};
 
 #[cfg(feature = "redis-sentinel")]
 mod sentinel;

@@ -8,7 +8,7 @@ use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 use jiff::Timestamp;
 
-use crate::quota::{Quota, QuotaError, truncate};
+use crate::quota::{truncate, Quota, QuotaError};
 
 /// The time forms [`Schedule`] accepts, quoted in its errors.
 const TIME_FORM: &str = "expected HH:MM from 00:00 to 24:00";
