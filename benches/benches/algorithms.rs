@@ -32,7 +32,7 @@
 //! A denied check would measure the deny path instead: denials are counted
 //! and reported on stderr after each benchmark (none are expected).
 //!
-//! Run: `cargo bench --bench algorithms -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p tollgate-benches --bench algorithms -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

@@ -7,7 +7,7 @@
 //!
 //! Also: an allow/deny list lookup among 100 and 100,000 IP ranges.
 //!
-//! Run: `cargo bench --bench keys --all-features -- --warm-up-time 1 --measurement-time 2`
+//! Run: `cargo bench -p tollgate-benches --bench keys --all-features -- --warm-up-time 1 --measurement-time 2`
 
 use std::hint::black_box;
 use std::net::SocketAddr;

@@ -21,8 +21,8 @@
 //! idle, hence not swept) when the memory is read; each case checks that
 //! its table holds exactly 1,000,000 keys.
 //!
-//! Run: `cargo bench --bench memory` (plain `main`, not criterion; Linux
-//! only, as it reads `/proc`).
+//! Run: `cargo bench -p tollgate-benches --bench memory` (plain `main`, not
+//! criterion; Linux only, as it reads `/proc`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
