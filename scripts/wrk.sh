@@ -35,7 +35,7 @@
 #                    tower_governor_headers  the same with .use_headers()
 #                    five_headers            no limiting, only tollgate's
 #                                            five headers as constants
-#                  (the last three from `examples/wrk_peers.rs`)
+#                  (the last three from `benches/examples/wrk_peers.rs`)
 #
 # Every server runs with RUST_LOG=warn: the quickstart's default filter
 # turns on tollgate's debug span for every request, which would measure
@@ -76,8 +76,10 @@ for peer in "${PEERS[@]}"; do
     esac
 done
 
+# One invocation for both packages, so the quickstart is built with the same
+# dependency features as the peers (tokio's "full" among them).
 echo "building the examples (release)..." >&2
-cargo build --release --example quickstart --example wrk_peers >&2
+cargo build --release -p tollgate --example quickstart -p tollgate-benches --example wrk_peers >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 EXAMPLES="${target_dir:-target}/release/examples"

@@ -26,7 +26,7 @@
 //! The resolution cost of a table is its figure minus `default_only`
 //! (quoted in the README with the command).
 //!
-//! Run: `cargo bench --bench policies -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p tollgate-benches --bench policies -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::net::SocketAddr;

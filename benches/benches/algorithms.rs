@@ -32,7 +32,7 @@
 //! A denied check would measure the deny path instead: denials are counted
 //! and reported on stderr after each benchmark (none are expected).
 //!
-//! Run: `cargo bench --bench algorithms -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p tollgate-benches --bench algorithms -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -103,7 +103,8 @@ struct Tollgate {
 
 impl Tollgate {
     fn new(algorithm: Algorithm, keys: usize) -> Self {
-        let policy = Policy::new("bench", tollgate_quota(algorithm, keys)).algorithm(algorithm);
+        let policy =
+            Policy::new("bench", tollgate_quota(algorithm, keys)).with_algorithm(algorithm);
         policy.validate().expect("the benchmark quota is valid");
         Tollgate {
             backend: MemoryBackend::builder().max_keys(2_000_000).build(),

@@ -21,8 +21,8 @@
 //! idle, hence not swept) when the memory is read; each case checks that
 //! its table holds exactly 1,000,000 keys.
 //!
-//! Run: `cargo bench --bench memory` (plain `main`, not criterion; Linux
-//! only, as it reads `/proc`).
+//! Run: `cargo bench -p tollgate-benches --bench memory` (plain `main`, not
+//! criterion; Linux only, as it reads `/proc`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
@@ -75,7 +75,7 @@ fn rss_bytes() -> Result<u64, String> {
 /// resident bytes per key.
 fn tollgate_case(algorithm: Algorithm) -> Result<f64, String> {
     let backend = MemoryBackend::builder().max_keys(2_000_000).build();
-    let policy = Policy::new("bench", Quota::per_minute(1)).algorithm(algorithm);
+    let policy = Policy::new("bench", Quota::per_minute(1)).with_algorithm(algorithm);
     policy.validate().map_err(|e| e.to_string())?;
     let policy = Arc::new(policy);
     let before = rss_bytes()?;

@@ -3,7 +3,7 @@
 //! beside the quickstart when `WRK_PEERS` names them.
 //!
 //! ```text
-//! PEER=tower_governor_headers PORT=3001 cargo run --release --example wrk_peers
+//! PEER=tower_governor_headers PORT=3001 cargo run --release -p tollgate-benches --example wrk_peers
 //! ```
 //!
 //! `PEER` is one of:

@@ -7,7 +7,7 @@
 //!
 //! Also: an allow/deny list lookup among 100 and 100,000 IP ranges.
 //!
-//! Run: `cargo bench --bench keys --all-features -- --warm-up-time 1 --measurement-time 2`
+//! Run: `cargo bench -p tollgate-benches --bench keys --all-features -- --warm-up-time 1 --measurement-time 2`
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -114,11 +114,11 @@ fn extractors(c: &mut Criterion) {
         &User::new(|u: &CurrentUser| u.0),
         &signed_in,
     );
-    bench_one(&mut g, "method", &Method, &with_key);
+    bench_one(&mut g, "method", &RequestMethod, &with_key);
     bench_one(
         &mut g,
         "composite_ip_method",
-        &(ClientIp::new(), Method),
+        &(ClientIp::new(), RequestMethod),
         &with_key,
     );
     bench_one(

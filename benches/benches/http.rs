@@ -44,7 +44,7 @@
 //! addresses, so an allow-path limiter never denies. The status of every
 //! measured response is checked; a surprise is reported on stderr.
 //!
-//! Run: `cargo bench --bench http -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p tollgate-benches --bench http -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::net::SocketAddr;
