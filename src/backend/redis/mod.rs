@@ -10,7 +10,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use ::redis::cluster_routing::Slot;
 use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use siphasher::sip128::{Hasher128, SipHasher13};
 use smallvec::SmallVec;
@@ -195,34 +195,37 @@ const SCRIPT: &str = concat!(
 /// slot's first limit, one script call per slot, one after the other:
 ///
 /// - **One clock.** Unless the caller gave an instant
-///   ([`RedisBackend::acquire_at`]), the backend first reads `TIME` from
-///   the master of the first slot and passes that instant explicitly to
-///   every slot's call, so one decision uses one clock. Masters' clocks
-///   may differ slightly: a key on another master then sees instants that
-///   may be behind its own by that skew, which, like any backward step,
-///   grants no refill (and makes a sliding log scan itself whole until it
-///   empties). Such a set costs one round trip more (`TIME`), plus one
-///   per extra slot.
+///   ([`RedisBackend::acquire_at`]), the first slot's script call reads
+///   `TIME` on its master, as on one server, and reports that instant,
+///   which the backend passes explicitly to every other slot's call, so
+///   one decision uses one clock. Masters' clocks may differ slightly: a
+///   key on another master then sees instants that may be behind its own
+///   by that skew, which, like any backward step, grants no refill (and
+///   makes a sliding log scan itself whole until it empties). Such a set
+///   costs one round trip per slot (and one per refunded slot).
 /// - **All-or-nothing by refund.** Each slot's acquire commits only if
-///   every enforcing limit of that slot allowed. If any slot denies (or a
-///   call fails), every slot that passed is called again in refund mode,
-///   at the same instant, for the limits it counted, which undoes exactly
-///   the committed cost: GCRA takes `cost × T` off the stored TAT
-///   (saturating); the token bucket gives `cost × T` back to its level (up
-///   to the capacity); the leaky buckets take `cost × T` off their water
-///   (saturating); the fixed windows decrement the count of the window
-///   holding that instant (nothing if the window has moved on); the
-///   sliding window decrements `curr` of that window (or `prev` if a later
-///   instant has rolled it over since); the sliding log takes `cost` off
-///   the entry at that instant (removing it at zero) and off its total.
-///   Refunds keep each key's TTL. Decisions, the verdict and shadow
-///   policies are those of the single-server backend (a denied set
-///   reports each allowed limit's `remaining` after its tentative count,
-///   as there). The difference is isolation: between a slot's commit and
-///   its refund, a concurrent request may see that transient count and be
-///   denied; and if a call times out or fails midway, the refund may not
-///   have run (as on one server, a call that timed out may have been
-///   counted).
+///   every enforcing limit of that slot allowed. Once a slot has
+///   denied, the slots after it are only decided (the same script call,
+///   answering as an acquire would, but writing nothing). If any slot
+///   denies (or a call fails), every slot that passed before it is
+///   called again in refund mode, at the same instant, for the limits
+///   it counted, which undoes exactly the committed cost: GCRA takes
+///   `cost × T` off the stored TAT (saturating); the token bucket gives
+///   `cost × T` back to its level (up to the capacity); the leaky
+///   buckets take `cost × T` off their water (saturating); the fixed
+///   windows decrement the count of the window holding that instant
+///   (nothing if the window has moved on); the sliding window
+///   decrements `curr` of that window (or `prev` if a later instant has
+///   rolled it over since); the sliding log takes `cost` off the entry
+///   at that instant (removing it at zero) and off its total. Refunds
+///   keep each key's TTL. Decisions, the verdict and shadow policies
+///   are those of the single-server backend (a denied set reports each
+///   allowed limit's `remaining` after its tentative count, as there).
+///   The difference is isolation: between a slot's commit and its
+///   refund, a concurrent request may see that transient count and be
+///   denied; and if a call times out or fails midway, the refund may
+///   not have run (as on one server, a call that timed out may have
+///   been counted).
 /// - Peek, reset and absorb are split the same way (nothing to refund).
 ///
 /// [`RedisBackendBuilder::connect_lazy`] is not available on a cluster.
@@ -563,6 +566,10 @@ enum Mode {
     /// cluster set's slots when another slot denied, and
     /// [`Backend::refund`](super::Backend::refund).
     Refund,
+    /// An acquire's decisions without its writes: the slots of a split
+    /// cluster set after a slot that denied, so that they have nothing to
+    /// refund.
+    Decide,
 }
 
 impl Mode {
@@ -573,6 +580,7 @@ impl Mode {
             Mode::Reset => "r",
             Mode::Absorb => "f",
             Mode::Refund => "u",
+            Mode::Decide => "d",
         }
     }
 }
@@ -804,17 +812,21 @@ fn key_name(prefix: &str, policy: &Policy, key: &Key) -> String {
 }
 
 impl Call {
-    /// The call of mode `mode` at `now` for the limits at `indices`.
-    fn subset(&self, mode: Mode, now: u64, indices: &[usize]) -> Call {
+    /// The call of mode `mode` for the limits at `indices`, at `now` (or,
+    /// if `None`, at the server's clock, read by the script).
+    fn subset(&self, mode: Mode, now: Option<u64>, indices: &[usize]) -> Call {
         let mut call = Call {
             mode,
-            now: Some(now),
+            now,
             keys: SmallVec::with_capacity(indices.len()),
             args: Vec::with_capacity(3 + 8 * indices.len()),
             limits: SmallVec::with_capacity(indices.len()),
         };
         call.args.push(Arg::Str(mode.code()));
-        call.args.push(Arg::Num(now));
+        call.args.push(match now {
+            Some(n) => Arg::Num(n),
+            None => Arg::Str(""),
+        });
         call.args.extend_from_slice(&self.args[2..3]);
         for &j in indices {
             call.keys.push(self.keys[j].clone());
@@ -843,10 +855,10 @@ fn slot_groups(keys: &[String]) -> SmallVec<[(Slot, SmallVec<[usize; 2]>); 2]> {
 impl Inner {
     async fn run(&self, call: Call) -> Result<Outcome, BackendError> {
         let work = async {
-            if let Connection::Cluster(cluster) = &self.connection {
+            if let Connection::Cluster(_) = &self.connection {
                 let groups = slot_groups(&call.keys);
                 if groups.len() > 1 {
-                    return self.run_split(cluster.clone(), &call, &groups).await;
+                    return self.run_split(&call, &groups).await;
                 }
             }
             self.invoke(&call).await
@@ -890,88 +902,74 @@ impl Inner {
     }
 
     /// A set whose keys span cluster slots: one script call per slot, in
-    /// order, all at one instant (the caller's, or the `TIME` of the first
-    /// slot's node); an acquire that does not pass everywhere refunds what
-    /// the slots that passed committed.
+    /// order, all at one instant (the caller's, or the server clock the
+    /// first slot's script read); an acquire that does not pass everywhere
+    /// refunds what the slots that passed committed.
     async fn run_split(
         &self,
-        mut cluster: ClusterConnection,
         call: &Call,
         groups: &[(Slot, SmallVec<[usize; 2]>)],
     ) -> Result<Outcome, BackendError> {
-        let now = match call.now {
-            Some(now) => now,
-            None => server_time(&mut cluster, groups[0].0).await?,
-        };
+        // Without an instant from the caller, the first slot's script reads
+        // its master's `TIME` and reports it: the other slots run at that
+        // instant, and no call spends a round trip of its own on `TIME`
+        // (under a burst, every round trip waits behind the whole queue).
+        let mut now = call.now;
         let mut decisions: SmallVec<[Option<Decision>; 4]> =
             smallvec::smallvec![None; call.keys.len()];
         let mut allowed = true;
         // Per group, the positions of the limits its acquire committed.
         let mut committed: SmallVec<[SmallVec<[usize; 2]>; 2]> = SmallVec::new();
         let mut failure = None;
+        // Once a slot denied, the set is denied: the later slots are only
+        // decided, so they commit nothing that would need a refund.
+        let mut mode = call.mode;
         for (_, members) in groups {
-            match self.invoke(&call.subset(call.mode, now, members)).await {
-                Ok(outcome) => {
-                    allowed &= outcome.allowed();
-                    let mut done = SmallVec::new();
-                    for (&j, d) in members.iter().zip(outcome.decisions()) {
-                        // A passing acquire wrote every allowed limit.
-                        if call.mode == Mode::Acquire && outcome.allowed() && d.allowed {
-                            done.push(j);
-                        }
-                        decisions[j] = Some(*d);
-                    }
-                    committed.push(done);
-                }
+            let outcome = match self.invoke(&call.subset(mode, now, members)).await {
+                Ok(outcome) => outcome,
                 Err(e) => {
                     failure = Some(e);
                     break;
                 }
+            };
+            if now.is_none() {
+                // The first call; `parse_reply` always reports the instant.
+                let at = outcome.at().ok_or_else(malformed)?;
+                now = Some(at.as_u64());
+            }
+            allowed &= outcome.allowed();
+            let mut done = SmallVec::new();
+            for (&j, d) in members.iter().zip(outcome.decisions()) {
+                // A passing acquire wrote every allowed limit.
+                if mode == Mode::Acquire && outcome.allowed() && d.allowed {
+                    done.push(j);
+                }
+                decisions[j] = Some(*d);
+            }
+            committed.push(done);
+            if mode == Mode::Acquire && !outcome.allowed() {
+                mode = Mode::Decide;
             }
         }
-        if call.mode == Mode::Acquire && (!allowed || failure.is_some()) {
-            for done in committed.iter().filter(|d| !d.is_empty()) {
-                self.invoke_raw(&call.subset(Mode::Refund, now, done))
-                    .await?;
+        // Set by the first call whenever any call succeeded.
+        if let Some(at) = now {
+            if call.mode == Mode::Acquire && (!allowed || failure.is_some()) {
+                for done in committed.iter().filter(|d| !d.is_empty()) {
+                    self.invoke_raw(&call.subset(Mode::Refund, Some(at), done))
+                        .await?;
+                }
             }
         }
         if let Some(e) = failure {
             return Err(e);
         }
+        let now = now.ok_or_else(malformed)?;
         let decisions = decisions
             .into_iter()
             .collect::<Option<SmallVec<[Decision; 2]>>>()
             .ok_or_else(malformed)?;
         Ok(Outcome::new(decisions, allowed).decided_at(Nanos::new(now)))
     }
-}
-
-/// The `TIME` of the master serving `slot`, in nanoseconds since the epoch.
-async fn server_time(cluster: &mut ClusterConnection, slot: Slot) -> Result<u64, BackendError> {
-    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
-        slot,
-        SlotAddr::Master,
-    )));
-    let value = cluster
-        .route_command(::redis::cmd("TIME"), route)
-        .await
-        .map_err(|e| BackendError::Unavailable(describe(&e)))?;
-    let Value::Array(items) = value else {
-        return Err(malformed());
-    };
-    let number = |v: Option<&Value>| -> Option<u64> {
-        match v? {
-            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-            Value::Int(i) => u64::try_from(*i).ok(),
-            _ => None,
-        }
-    };
-    let (Some(secs), Some(micros)) = (number(items.first()), number(items.get(1))) else {
-        return Err(malformed());
-    };
-    secs.checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(micros.checked_mul(1_000)?))
-        .ok_or_else(malformed)
 }
 
 /// A Redis error as a message. Key names only carry hashes, so no key
