@@ -8,7 +8,8 @@
 -- absorb (Backend::absorb: every limit counted with Algorithm::force, in
 -- order, whatever the limits say), 'u' refund (Backend::refund: undo what
 -- an acquire at the instant ARGV[2] committed for each limit, then peek at
--- that instant).
+-- that instant), 'd' decide (an acquire's answer, but nothing is written:
+-- the slots of a split cluster set after a slot that denied).
 -- ARGV[2]: now in nanoseconds since the epoch, or '' for the server's TIME
 -- (a refund always gives the instant of the acquire it undoes).
 -- ARGV[3]: milliseconds a key outlives the instant its state is fresh.
@@ -178,6 +179,10 @@ else
 end
 local margin = N(ARGV[3])
 
+-- 'd' answers exactly as 'a' would; only the write-back is skipped.
+local dry = mode == 'd'
+if dry then mode = 'a' end
+
 if mode == 'u' then
   for i = 1, #KEYS do
     local o = 3 + (i - 1) * 8
@@ -279,7 +284,7 @@ for i = 1, #KEYS do
 end
 
 -- Acquire writes only if the set passes; absorb counts every limit.
-if (passes and mode == 'a') or mode == 'f' then
+if (passes and mode == 'a' and not dry) or mode == 'f' then
   for _, k in ipairs(touched) do
     -- The state is fresh again after `reset`: expire it then (rounded up
     -- to the millisecond), plus the margin.

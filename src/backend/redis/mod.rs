@@ -2,28 +2,31 @@
 
 use std::fmt;
 use std::future::Future;
-use std::hash::Hasher;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClient;
-use ::redis::cluster_async::ClusterConnection;
-use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
-use siphasher::sip128::{Hasher128, SipHasher13};
+use ::redis::{Script, Value};
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, BackendError, Outcome};
 use crate::key::Key;
-use crate::policy::{Limit, LimitSet, Policy};
+use crate::policy::{LimitSet, Policy};
 use crate::time::Nanos;
-use crate::{Algorithm, Decision};
 
+mod call;
+mod connect;
+mod reply;
 #[cfg(feature = "redis-sentinel")]
 mod sentinel;
+mod split;
 mod store;
+
+pub use connect::{RedisBackendBuilder, RedisConnectError};
+
+use call::{key_name, Arg, Call, CallFuture, Mode};
+use connect::Connection;
+use reply::{describe, parse_reply};
+use split::slot_groups;
 
 /// How long a call may take before it fails with
 /// [`BackendError::Timeout`]: 250 ms.
@@ -71,7 +74,7 @@ const SCRIPT: &str = concat!(
 /// ```no_run
 /// use std::sync::Arc;
 /// use tollgate::backend::{Backend, RedisBackend};
-/// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
+/// use tollgate::{key::Key, LimitSet, Policy, Quota};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let backend = RedisBackend::connect("redis://127.0.0.1/").await?;
@@ -195,34 +198,37 @@ const SCRIPT: &str = concat!(
 /// slot's first limit, one script call per slot, one after the other:
 ///
 /// - **One clock.** Unless the caller gave an instant
-///   ([`RedisBackend::acquire_at`]), the backend first reads `TIME` from
-///   the master of the first slot and passes that instant explicitly to
-///   every slot's call, so one decision uses one clock. Masters' clocks
-///   may differ slightly: a key on another master then sees instants that
-///   may be behind its own by that skew, which, like any backward step,
-///   grants no refill (and makes a sliding log scan itself whole until it
-///   empties). Such a set costs one round trip more (`TIME`), plus one
-///   per extra slot.
+///   ([`RedisBackend::acquire_at`]), the first slot's script call reads
+///   `TIME` on its master, as on one server, and reports that instant,
+///   which the backend passes explicitly to every other slot's call, so
+///   one decision uses one clock. Masters' clocks may differ slightly: a
+///   key on another master then sees instants that may be behind its own
+///   by that skew, which, like any backward step, grants no refill (and
+///   makes a sliding log scan itself whole until it empties). Such a set
+///   costs one round trip per slot (and one per refunded slot).
 /// - **All-or-nothing by refund.** Each slot's acquire commits only if
-///   every enforcing limit of that slot allowed. If any slot denies (or a
-///   call fails), every slot that passed is called again in refund mode,
-///   at the same instant, for the limits it counted, which undoes exactly
-///   the committed cost: GCRA takes `cost × T` off the stored TAT
-///   (saturating); the token bucket gives `cost × T` back to its level (up
-///   to the capacity); the leaky buckets take `cost × T` off their water
-///   (saturating); the fixed windows decrement the count of the window
-///   holding that instant (nothing if the window has moved on); the
-///   sliding window decrements `curr` of that window (or `prev` if a later
-///   instant has rolled it over since); the sliding log takes `cost` off
-///   the entry at that instant (removing it at zero) and off its total.
-///   Refunds keep each key's TTL. Decisions, the verdict and shadow
-///   policies are those of the single-server backend (a denied set
-///   reports each allowed limit's `remaining` after its tentative count,
-///   as there). The difference is isolation: between a slot's commit and
-///   its refund, a concurrent request may see that transient count and be
-///   denied; and if a call times out or fails midway, the refund may not
-///   have run (as on one server, a call that timed out may have been
-///   counted).
+///   every enforcing limit of that slot allowed. Once a slot has
+///   denied, the slots after it are only decided (the same script call,
+///   answering as an acquire would, but writing nothing). If any slot
+///   denies (or a call fails), every slot that passed before it is
+///   called again in refund mode, at the same instant, for the limits
+///   it counted, which undoes exactly the committed cost: GCRA takes
+///   `cost × T` off the stored TAT (saturating); the token bucket gives
+///   `cost × T` back to its level (up to the capacity); the leaky
+///   buckets take `cost × T` off their water (saturating); the fixed
+///   windows decrement the count of the window holding that instant
+///   (nothing if the window has moved on); the sliding window
+///   decrements `curr` of that window (or `prev` if a later instant has
+///   rolled it over since); the sliding log takes `cost` off the entry
+///   at that instant (removing it at zero) and off its total. Refunds
+///   keep each key's TTL. Decisions, the verdict and shadow policies
+///   are those of the single-server backend (a denied set reports each
+///   allowed limit's `remaining` after its tentative count, as there).
+///   The difference is isolation: between a slot's commit and its
+///   refund, a concurrent request may see that transient count and be
+///   denied; and if a call times out or fails midway, the refund may
+///   not have run (as on one server, a call that timed out may have
+///   been counted).
 /// - Peek, reset and absorb are split the same way (nothing to refund).
 ///
 /// [`RedisBackendBuilder::connect_lazy`] is not available on a cluster.
@@ -278,6 +284,9 @@ const SCRIPT: &str = concat!(
 /// limit with the forced count of [`Algorithm`](crate::Algorithm#counting-over-the-limit)), so a
 /// [`Failover`](crate::backend::Failover) writes what its fallback
 /// admitted during an outage back into Redis.
+///
+/// [`Algorithm::FixedWindowStaggered`]: crate::Algorithm::FixedWindowStaggered
+/// [`ConnectionManager`]: ::redis::aio::ConnectionManager
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Inner>,
@@ -303,369 +312,10 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
-/// The connection: one server, or a Redis Cluster.
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-    #[cfg(feature = "redis-sentinel")]
-    Sentinel(sentinel::SentinelConnection),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Connection::Single(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
-            #[cfg(feature = "redis-sentinel")]
-            Connection::Sentinel(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            #[cfg(feature = "redis-sentinel")]
-            Connection::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(c) => c.get_db(),
-            Connection::Cluster(c) => c.get_db(),
-            #[cfg(feature = "redis-sentinel")]
-            Connection::Sentinel(c) => c.get_db(),
-        }
-    }
-}
-
-/// Where a builder connects.
-#[derive(Clone)]
-enum Target {
-    Single(String),
-    Cluster(Vec<String>),
-    /// Sentinel URLs and the service (master) name.
-    #[cfg(feature = "redis-sentinel")]
-    Sentinel(Vec<String>, String),
-}
-
-/// Builder for [`RedisBackend`]: key prefix, timeouts, TTL margin.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use tollgate::backend::RedisBackend;
-///
-/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
-///     .prefix("myapp:rl:")
-///     .timeout(Duration::from_millis(100))
-///     .connect()
-///     .await?;
-/// assert_eq!(backend.prefix(), "myapp:rl:");
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct RedisBackendBuilder {
-    target: Target,
-    prefix: String,
-    timeout: Duration,
-    connect_timeout: Duration,
-    ttl_margin: Duration,
-}
-
-impl fmt::Debug for RedisBackendBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBackendBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("ttl_margin", &self.ttl_margin)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why [`RedisBackend::connect`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RedisConnectError {
-    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`,
-    /// `unix:///path`).
-    #[error("invalid Redis URL: {0}")]
-    InvalidUrl(String),
-    /// The server could not be reached, refused the connection, or
-    /// rejected the script.
-    #[error("cannot connect to Redis: {0}")]
-    Unreachable(String),
-    /// Connecting took longer than the connect timeout.
-    #[error("connecting to Redis timed out after {0:?}")]
-    Timeout(Duration),
-    /// [`RedisBackendBuilder::connect_lazy`] was called outside a Tokio
-    /// runtime.
-    #[error("RedisBackendBuilder::connect_lazy must be called within a Tokio runtime")]
-    NoRuntime,
-    /// [`RedisBackendBuilder::connect_lazy`] was called on a cluster
-    /// builder ([`RedisBackend::cluster_builder`]): a cluster backend must
-    /// learn the cluster's slots first, with
-    /// [`connect`](RedisBackendBuilder::connect).
-    #[error("RedisBackendBuilder::connect_lazy is not supported for Redis Cluster; use connect")]
-    LazyCluster,
-}
-
-impl RedisBackendBuilder {
-    /// The prefix of every key (default [`DEFAULT_KEY_PREFIX`]).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The most a call may take, connection included, before it fails
-    /// with [`BackendError::Timeout`] (default [`DEFAULT_TIMEOUT`]).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The most [`connect`](Self::connect) may take (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`]); also the limit of each reconnection
-    /// attempt.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long a key outlives the instant its state is fresh again
-    /// (default [`DEFAULT_TTL_MARGIN`], rounded up to the millisecond).
-    /// The margin only costs memory; it keeps a state alive when callers
-    /// pass their own instants ([`RedisBackend::acquire_at`]) that run
-    /// ahead of the server's clock.
-    pub fn ttl_margin(mut self, margin: Duration) -> Self {
-        self.ttl_margin = margin;
-        self
-    }
-
-    /// Connects (waiting for the first connection, at most the connect
-    /// timeout) and loads the script.
-    ///
-    /// On a cluster ([`RedisBackend::cluster_builder`]), connects to the
-    /// nodes given, learns the cluster's slots and loads the script on
-    /// every master.
-    pub async fn connect(self) -> Result<RedisBackend, RedisConnectError> {
-        let script = Script::new(SCRIPT);
-        let connect = async {
-            let mut connection = match &self.target {
-                Target::Single(_) => {
-                    let (client, config) = self.client()?;
-                    let manager = ConnectionManager::new_with_config(client, config)
-                        .await
-                        .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
-                    Connection::Single(manager)
-                }
-                Target::Cluster(nodes) => {
-                    install_tls_provider();
-                    let client = ClusterClient::builder(nodes.iter().map(String::as_str))
-                        .connection_timeout(self.connect_timeout)
-                        .build()
-                        .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
-                    let cluster = client
-                        .get_async_connection()
-                        .await
-                        .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
-                    Connection::Cluster(cluster)
-                }
-                #[cfg(feature = "redis-sentinel")]
-                Target::Sentinel(..) => self.sentinel()?,
-            };
-            // On a cluster, SCRIPT LOAD goes to every master.
-            script
-                .load_async(&mut connection)
-                .await
-                .map_err(|e| RedisConnectError::Unreachable(describe(&e)))?;
-            Ok::<_, RedisConnectError>(connection)
-        };
-        let connection = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Err(_) => return Err(RedisConnectError::Timeout(self.connect_timeout)),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(c)) => c,
-        };
-        Ok(self.finish(connection, script))
-    }
-
-    /// A backend that connects on its first call instead of now, so an
-    /// application can start while Redis is down (calls fail until it is
-    /// reachable). Must be called within a Tokio runtime. The script is
-    /// loaded on the first call. Not available on a cluster
-    /// ([`RedisConnectError::LazyCluster`]).
-    pub fn connect_lazy(self) -> Result<RedisBackend, RedisConnectError> {
-        if matches!(self.target, Target::Cluster(_)) {
-            return Err(RedisConnectError::LazyCluster);
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RedisConnectError::NoRuntime);
-        }
-        #[cfg(feature = "redis-sentinel")]
-        if let Target::Sentinel(..) = self.target {
-            let connection = self.sentinel()?;
-            return Ok(self.finish(connection, Script::new(SCRIPT)));
-        }
-        let (client, config) = self.client()?;
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
-        Ok(self.finish(Connection::Single(connection), Script::new(SCRIPT)))
-    }
-
-    fn client(&self) -> Result<(Client, ConnectionManagerConfig), RedisConnectError> {
-        let Target::Single(url) = &self.target else {
-            return Err(RedisConnectError::LazyCluster);
-        };
-        install_tls_provider();
-        let client =
-            Client::open(url.as_str()).map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            // Calls are bounded by our own timeout.
-            .set_response_timeout(None)
-            // Retry a lost connection quickly: a restarted Redis is used
-            // again within about a second.
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        Ok((client, config))
-    }
-
-    fn finish(self, connection: Connection, script: Script) -> RedisBackend {
-        let margin = self.ttl_margin.as_nanos().div_ceil(1_000_000);
-        RedisBackend {
-            inner: Arc::new(Inner {
-                connection,
-                script,
-                prefix: self.prefix,
-                timeout: self.timeout,
-                ttl_margin_ms: u64::try_from(margin).unwrap_or(u64::MAX),
-            }),
-        }
-    }
-}
-
-/// What the script is asked to do.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Acquire,
-    Peek,
-    Reset,
-    Absorb,
-    /// Undo what an acquire at an explicit instant committed: a split
-    /// cluster set's slots when another slot denied, and
-    /// [`Backend::refund`](super::Backend::refund).
-    Refund,
-}
-
-impl Mode {
-    fn code(self) -> &'static str {
-        match self {
-            Mode::Acquire => "a",
-            Mode::Peek => "p",
-            Mode::Reset => "r",
-            Mode::Absorb => "f",
-            Mode::Refund => "u",
-        }
-    }
-}
-
-/// One script argument.
-#[derive(Clone, Copy)]
-enum Arg {
-    Str(&'static str),
-    Num(u64),
-}
-
-/// A script call, owned so that its future is `'static`.
-struct Call {
-    mode: Mode,
-    now: Option<u64>,
-    keys: SmallVec<[String; 2]>,
-    args: Vec<Arg>,
-    limits: SmallVec<[u64; 2]>,
-}
-
-/// The boxed future of a Redis call.
-type CallFuture = Pin<Box<dyn Future<Output = Result<Outcome, BackendError>> + Send>>;
-
 impl RedisBackend {
-    /// Connects to `url` with the defaults (prefix [`DEFAULT_KEY_PREFIX`],
-    /// timeout [`DEFAULT_TIMEOUT`]) and loads the script. `rediss://` (TLS)
-    /// URLs need the `redis-tls` feature.
-    ///
-    /// ```no_run
-    /// use tollgate::backend::RedisBackend;
-    ///
-    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let backend = RedisBackend::connect("redis://127.0.0.1/").await?;
-    /// # let _ = backend;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(url: &str) -> Result<Self, RedisConnectError> {
-        Self::builder(url).connect().await
-    }
-
-    /// Connects to a Redis Cluster through `nodes` (one or more of its
-    /// nodes' URLs, `redis://host:port`; the others are discovered) with
-    /// the defaults, and loads the script on every master. See
-    /// [Redis Cluster](RedisBackend#redis-cluster).
-    ///
-    /// ```no_run
-    /// use tollgate::backend::RedisBackend;
-    ///
-    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let backend = RedisBackend::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]).await?;
-    /// # let _ = backend;
-    /// # Ok(()) }
-    /// ```
-    pub async fn cluster<I, S>(nodes: I) -> Result<Self, RedisConnectError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        Self::cluster_builder(nodes).connect().await
-    }
-
-    /// A builder for a backend on a Redis Cluster reached through `nodes`
-    /// (see [`RedisBackend::cluster`]); everything else is configured as
-    /// for one server.
-    pub fn cluster_builder<I, S>(nodes: I) -> RedisBackendBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let nodes = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
-        RedisBackendBuilder {
-            target: Target::Cluster(nodes),
-            prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            ttl_margin: DEFAULT_TTL_MARGIN,
-        }
-    }
-
     /// Whether this backend is on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.connection, Connection::Cluster(_))
-    }
-
-    /// A builder for a backend connecting to `url`.
-    pub fn builder(url: &str) -> RedisBackendBuilder {
-        RedisBackendBuilder {
-            target: Target::Single(url.to_owned()),
-            prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            ttl_margin: DEFAULT_TTL_MARGIN,
-        }
     }
 
     /// The key prefix.
@@ -731,122 +381,15 @@ impl RedisBackend {
         let inner = self.inner.clone();
         Acquire::pending(Box::pin(async move { inner.run(call).await }))
     }
-
-    fn encode(&self, set: &LimitSet, mode: Mode, now: Option<Nanos>) -> Call {
-        let limits = set.limits();
-        let mut call = Call {
-            mode,
-            now: now.map(Nanos::as_u64),
-            keys: SmallVec::with_capacity(limits.len()),
-            args: Vec::with_capacity(3 + 8 * limits.len()),
-            limits: SmallVec::with_capacity(limits.len()),
-        };
-        call.args.push(Arg::Str(mode.code()));
-        call.args.push(match now {
-            Some(n) => Arg::Num(n.as_u64()),
-            None => Arg::Str(""),
-        });
-        call.args.push(Arg::Num(self.inner.ttl_margin_ms));
-        for limit in limits {
-            call.keys
-                .push(key_name(&self.inner.prefix, &limit.policy, &limit.key));
-            call.limits.push(limit.policy.quota().limit());
-            encode_limit(&mut call.args, limit);
-        }
-        call
-    }
-}
-
-/// The 8 arguments of one limit: everything that does not depend on the
-/// stored state, computed exactly here.
-fn encode_limit(args: &mut Vec<Arg>, limit: &Limit) {
-    let quota = limit.policy.quota();
-    let algorithm = limit.policy.algorithm();
-    let t = quota.emission_interval().as_u64().max(1);
-    let capacity = quota.burst().saturating_mul(t);
-    let period = quota.period_nanos().as_u64().max(1);
-    let (code, extra) = match algorithm {
-        Algorithm::Gcra => ("g", 0),
-        Algorithm::TokenBucket => ("t", 0),
-        Algorithm::LeakyBucket => ("k", capacity),
-        Algorithm::LeakyBucketQueue { max_delay } => (
-            "k",
-            capacity.saturating_add(Nanos::from(max_delay).as_u64()),
-        ),
-        Algorithm::FixedWindow => ("f", 0),
-        Algorithm::FixedWindowStaggered => ("f", limit.key.stable_hash() % period),
-        Algorithm::SlidingWindow => ("s", 0),
-        Algorithm::SlidingWindowLog => ("l", 0),
-    };
-    args.push(Arg::Str(code));
-    args.push(Arg::Num(limit.cost));
-    args.push(Arg::Num(t));
-    args.push(Arg::Num(capacity));
-    args.push(Arg::Num(period));
-    args.push(Arg::Num(quota.limit()));
-    args.push(Arg::Num(extra));
-    args.push(Arg::Str(if limit.policy.is_shadow() { "1" } else { "0" }));
-}
-
-/// `{prefix}{policy}:{<128-bit hash of the key bytes, hex>}`.
-fn key_name(prefix: &str, policy: &Policy, key: &Key) -> String {
-    let mut h = SipHasher13::new_with_keys(0x7265_6469_735f_6b65, 0x795f_6e61_6d65_7631);
-    h.write(key.as_bytes());
-    let hash = h.finish128().as_u128();
-    let name = policy.name();
-    let mut out = String::with_capacity(prefix.len() + name.len() + 35);
-    out.push_str(prefix);
-    out.push_str(name);
-    out.push_str(":{");
-    out.push_str(&format!("{hash:032x}"));
-    out.push('}');
-    out
-}
-
-impl Call {
-    /// The call of mode `mode` at `now` for the limits at `indices`.
-    fn subset(&self, mode: Mode, now: u64, indices: &[usize]) -> Call {
-        let mut call = Call {
-            mode,
-            now: Some(now),
-            keys: SmallVec::with_capacity(indices.len()),
-            args: Vec::with_capacity(3 + 8 * indices.len()),
-            limits: SmallVec::with_capacity(indices.len()),
-        };
-        call.args.push(Arg::Str(mode.code()));
-        call.args.push(Arg::Num(now));
-        call.args.extend_from_slice(&self.args[2..3]);
-        for &j in indices {
-            call.keys.push(self.keys[j].clone());
-            call.args
-                .extend_from_slice(&self.args[3 + 8 * j..3 + 8 * (j + 1)]);
-            call.limits.push(self.limits[j]);
-        }
-        call
-    }
-}
-
-/// The positions of `keys` grouped by cluster slot, groups in the order of
-/// their first key.
-fn slot_groups(keys: &[String]) -> SmallVec<[(Slot, SmallVec<[usize; 2]>); 2]> {
-    let mut groups: SmallVec<[(Slot, SmallVec<[usize; 2]>); 2]> = SmallVec::new();
-    for (j, key) in keys.iter().enumerate() {
-        let slot = Slot::for_key(key.as_bytes());
-        match groups.iter_mut().find(|(s, _)| *s == slot) {
-            Some((_, members)) => members.push(j),
-            None => groups.push((slot, smallvec::smallvec![j])),
-        }
-    }
-    groups
 }
 
 impl Inner {
     async fn run(&self, call: Call) -> Result<Outcome, BackendError> {
         let work = async {
-            if let Connection::Cluster(cluster) = &self.connection {
+            if let Connection::Cluster(_) = &self.connection {
                 let groups = slot_groups(&call.keys);
                 if groups.len() > 1 {
-                    return self.run_split(cluster.clone(), &call, &groups).await;
+                    return self.run_split(&call, &groups).await;
                 }
             }
             self.invoke(&call).await
@@ -888,147 +431,6 @@ impl Inner {
         let value = self.invoke_raw(call).await?;
         parse_reply(value, &call.limits)
     }
-
-    /// A set whose keys span cluster slots: one script call per slot, in
-    /// order, all at one instant (the caller's, or the `TIME` of the first
-    /// slot's node); an acquire that does not pass everywhere refunds what
-    /// the slots that passed committed.
-    async fn run_split(
-        &self,
-        mut cluster: ClusterConnection,
-        call: &Call,
-        groups: &[(Slot, SmallVec<[usize; 2]>)],
-    ) -> Result<Outcome, BackendError> {
-        let now = match call.now {
-            Some(now) => now,
-            None => server_time(&mut cluster, groups[0].0).await?,
-        };
-        let mut decisions: SmallVec<[Option<Decision>; 4]> =
-            smallvec::smallvec![None; call.keys.len()];
-        let mut allowed = true;
-        // Per group, the positions of the limits its acquire committed.
-        let mut committed: SmallVec<[SmallVec<[usize; 2]>; 2]> = SmallVec::new();
-        let mut failure = None;
-        for (_, members) in groups {
-            match self.invoke(&call.subset(call.mode, now, members)).await {
-                Ok(outcome) => {
-                    allowed &= outcome.allowed();
-                    let mut done = SmallVec::new();
-                    for (&j, d) in members.iter().zip(outcome.decisions()) {
-                        // A passing acquire wrote every allowed limit.
-                        if call.mode == Mode::Acquire && outcome.allowed() && d.allowed {
-                            done.push(j);
-                        }
-                        decisions[j] = Some(*d);
-                    }
-                    committed.push(done);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        if call.mode == Mode::Acquire && (!allowed || failure.is_some()) {
-            for done in committed.iter().filter(|d| !d.is_empty()) {
-                self.invoke_raw(&call.subset(Mode::Refund, now, done))
-                    .await?;
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let decisions = decisions
-            .into_iter()
-            .collect::<Option<SmallVec<[Decision; 2]>>>()
-            .ok_or_else(malformed)?;
-        Ok(Outcome::new(decisions, allowed).decided_at(Nanos::new(now)))
-    }
-}
-
-/// The `TIME` of the master serving `slot`, in nanoseconds since the epoch.
-async fn server_time(cluster: &mut ClusterConnection, slot: Slot) -> Result<u64, BackendError> {
-    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
-        slot,
-        SlotAddr::Master,
-    )));
-    let value = cluster
-        .route_command(::redis::cmd("TIME"), route)
-        .await
-        .map_err(|e| BackendError::Unavailable(describe(&e)))?;
-    let Value::Array(items) = value else {
-        return Err(malformed());
-    };
-    let number = |v: Option<&Value>| -> Option<u64> {
-        match v? {
-            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-            Value::Int(i) => u64::try_from(*i).ok(),
-            _ => None,
-        }
-    };
-    let (Some(secs), Some(micros)) = (number(items.first()), number(items.get(1))) else {
-        return Err(malformed());
-    };
-    secs.checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(micros.checked_mul(1_000)?))
-        .ok_or_else(malformed)
-}
-
-/// A Redis error as a message. Key names only carry hashes, so no key
-/// bytes can appear here.
-fn describe(e: &RedisError) -> String {
-    format!("redis: {e}")
-}
-
-fn malformed() -> BackendError {
-    BackendError::Unavailable("redis: malformed reply from the tollgate script".into())
-}
-
-/// The script's reply: the set's verdict, five fields per limit, then the
-/// instant it decided at.
-fn parse_reply(value: Value, limits: &[u64]) -> Result<Outcome, BackendError> {
-    let Value::Array(items) = value else {
-        return Err(malformed());
-    };
-    if items.len() != 2 + 5 * limits.len() {
-        return Err(malformed());
-    }
-    let field = |i: usize| -> Result<&[u8], BackendError> {
-        match &items[i] {
-            Value::BulkString(b) => Ok(b.as_slice()),
-            Value::SimpleString(s) => Ok(s.as_bytes()),
-            _ => Err(malformed()),
-        }
-    };
-    let number = |i: usize| -> Result<u64, BackendError> {
-        std::str::from_utf8(field(i)?)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(malformed)
-    };
-    let allowed = field(0)? == b"1";
-    let mut decisions = SmallVec::with_capacity(limits.len());
-    for (j, &limit) in limits.iter().enumerate() {
-        let at = 1 + 5 * j;
-        let remaining = number(at + 1)?;
-        let reset = Nanos::new(number(at + 2)?);
-        // Absorb may report a retry time on an allowed decision.
-        let retry = match field(at + 3)? {
-            b"-" => None,
-            _ => Some(Nanos::new(number(at + 3)?)),
-        };
-        let decision = if field(at)? == b"1" {
-            let mut d = Decision::allow(limit, remaining, reset);
-            d.retry_after = retry;
-            d.delay = Nanos::new(number(at + 4)?);
-            d
-        } else {
-            Decision::deny(limit, remaining, reset, retry)
-        };
-        decisions.push(decision);
-    }
-    let now = Nanos::new(number(1 + 5 * limits.len())?);
-    Ok(Outcome::new(decisions, allowed).decided_at(now))
 }
 
 impl Backend for RedisBackend {
@@ -1070,19 +472,5 @@ impl Backend for RedisBackend {
     /// gives afterwards. See [Refund](RedisBackend#refund).
     fn refund(&self, set: &LimitSet, at: Nanos) -> Acquire<Self::Future> {
         self.call(set, Mode::Refund, Some(at))
-    }
-}
-
-/// With feature `redis-tls`, makes rustls' ring provider the process
-/// default (once; a provider the application installed first is kept), so
-/// `rediss://` URLs work without any setup. Without the feature, nothing.
-fn install_tls_provider() {
-    #[cfg(feature = "redis-tls")]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // An `Err` means a provider is already installed: keep it.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
     }
 }

@@ -12,7 +12,8 @@ use ::redis::{
     ServerErrorKind, Value,
 };
 
-use super::{describe, install_tls_provider, RedisBackend, RedisBackendBuilder, RedisConnectError};
+use super::connect::{install_tls_provider, Connection, Target};
+use super::{describe, RedisBackend, RedisBackendBuilder, RedisConnectError};
 
 /// A connection to the current master of a service monitored by Redis
 /// Sentinel. Clones share the sentinels and the master connection.
@@ -173,8 +174,8 @@ impl ConnectionLike for SentinelConnection {
 impl RedisBackendBuilder {
     /// The connection of a [`RedisBackend::sentinel_builder`] builder, not
     /// yet resolved.
-    pub(super) fn sentinel(&self) -> Result<super::Connection, RedisConnectError> {
-        let super::Target::Sentinel(sentinels, service_name) = &self.target else {
+    pub(super) fn sentinel(&self) -> Result<Connection, RedisConnectError> {
+        let Target::Sentinel(sentinels, service_name) = &self.target else {
             // Only called for sentinel targets; answer rather than panic.
             return Err(RedisConnectError::InvalidUrl(
                 "not a sentinel target".into(),
@@ -182,7 +183,7 @@ impl RedisBackendBuilder {
         };
         install_tls_provider();
         SentinelConnection::new(sentinels, service_name, self.connect_timeout)
-            .map(super::Connection::Sentinel)
+            .map(Connection::Sentinel)
             .map_err(|e| RedisConnectError::InvalidUrl(describe(&e)))
     }
 }
@@ -229,7 +230,7 @@ impl RedisBackend {
             .map(|s| s.as_ref().to_owned())
             .collect();
         let mut builder = RedisBackend::builder("");
-        builder.target = super::Target::Sentinel(sentinels, service_name.to_owned());
+        builder.target = Target::Sentinel(sentinels, service_name.to_owned());
         builder
     }
 }
