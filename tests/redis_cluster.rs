@@ -232,6 +232,9 @@ async fn a_refund_of_a_split_set_gives_every_slot_its_units_back() {
     }
 }
 
+/// Calls one app server has out at once in the fleet test.
+const IN_FLIGHT: usize = 32;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_app_servers_on_one_cluster_admit_exactly_the_limit() {
     let cluster = cluster_or_skip!();
@@ -242,9 +245,20 @@ async fn two_app_servers_on_one_cluster_admit_exactly_the_limit() {
         let tight = policy(format!("fleet-tight-{name}"), 50, algorithm);
         let wide = policy(format!("fleet-wide-{name}"), 1000, algorithm);
         let (ka, kb) = keys_on_two_masters(&cluster, &a, &tight);
+        // Each app server has at most IN_FLIGHT calls out at once, as its
+        // request concurrency would bound it: 300 calls at once on this
+        // 2-core machine, three masters and both clients included, queue
+        // for longer than the 250 ms timeout on CPU alone (each script run
+        // costs 110-250 µs of Redis CPU), which measures the box, not the
+        // limiter. The calls still race: 2 × IN_FLIGHT on the same keys.
+        let in_flight = [
+            Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+            Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+        ];
         let mut tasks = Vec::new();
         for i in 0..300 {
             let backend = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let slots = in_flight[i % 2].clone();
             // Alternate which slot comes first.
             let set = if i % 3 == 0 {
                 pair(&tight, &ka, &wide, &kb)
@@ -253,6 +267,7 @@ async fn two_app_servers_on_one_cluster_admit_exactly_the_limit() {
             };
             let one = single(&tight, &ka);
             tasks.push(tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("semaphore");
                 // Single-slot and split sets race on the same tight key.
                 let set = if i % 5 == 0 { one } else { set };
                 backend.acquire(&set).await.map(|o| o.allowed())

@@ -467,11 +467,15 @@ impl State {
                     {
                         log.pop_front();
                     }
-                    match log.back_mut() {
+                    // In instant order: an earlier instant than the newest
+                    // (a clock that went back; in Redis, the slots of a
+                    // cluster set) goes where it belongs, near the end.
+                    let at_or_before = log.iter().rposition(|(t, _)| *t <= at);
+                    match at_or_before.and_then(|i| log.get_mut(i)) {
                         // Same instant: merge so the log never holds more
                         // entries than distinct admission instants.
                         Some((t, c)) if *t == at => *c = c.saturating_add(cost),
-                        _ if cost > 0 => log.push_back((at, cost)),
+                        _ if cost > 0 => log.insert(at_or_before.map_or(0, |i| i + 1), (at, cost)),
                         _ => {}
                     }
                 }

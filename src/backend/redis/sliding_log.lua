@@ -7,13 +7,14 @@
 -- microseconds per entry in Lua, so entries are read lazily: while the log
 -- is sorted, the live entries are a suffix, `used` is the total minus the
 -- expired prefix, and only the prefix (and the newest entry) is read.
--- A log that is not sorted (the clock went back) is scanned whole, as in
--- Rust. Instants are kept as exact doubles (h, l) with t = h·10^15 + l,
+-- Entries are kept in instant order (an earlier instant is inserted where
+-- it belongs); a log stored unsorted by an older version is scanned whole. Instants are kept as exact doubles (h, l) with t = h·10^15 + l,
 -- costs as doubles when below 10^15 (else as limbs), so the scan needs no
 -- limb arithmetic.
 --
 -- State: { kind = 'l', key, n0 (entries stored), n (entries now), first
--- (the oldest entry not pruned), cache (i → entry), total, sorted, ... }.
+-- (the oldest entry not pruned), cache (i → entry), total, sorted,
+-- changed (the first stored entry moved or merged since loading), ... }.
 
 local E15 = 1000000000000000
 local N_E15 = N('1000000000000000')
@@ -85,9 +86,21 @@ local function log_get(st, i)
   return st.cache[i]
 end
 
+-- Entry i, read on demand while walking back from the newest entry:
+-- batches end at i and grow the same way.
+local function log_get_back(st, i)
+  local en = st.cache[i]
+  if en then return en end
+  local from = i - st.batch + 1
+  if from < st.first then from = st.first end
+  if st.batch < 256 then st.batch = st.batch * 2 end
+  log_fetch(st, from, i)
+  return st.cache[i]
+end
+
 local function fresh_log(key, rewrite)
   return { kind = 'l', key = key, n0 = 0, n = 0, first = 1, cache = {}, batch = 1,
-           total = ZERO, sorted = true, modlast = false, rewrite = rewrite }
+           total = ZERO, sorted = true, changed = nil, rewrite = rewrite }
 end
 
 local function load_log(k)
@@ -98,7 +111,7 @@ local function load_log(k)
   if not total then return fresh_log(k, true) end
   local n0 = redis.call('LLEN', k) - 1
   return { kind = 'l', key = k, n0 = n0, n = n0, first = 1, cache = {}, batch = 1,
-           total = N(total), sorted = sorted == '1', modlast = false, rewrite = false }
+           total = N(total), sorted = sorted == '1', changed = nil, rewrite = false }
 end
 
 -- Which instants are live at `now` for a period `p`: t + p > now
@@ -211,7 +224,13 @@ local function sliding_log(q, st, now, cost, _)
 end
 
 -- State::apply for Commit::Log: prune what is out of the window ending at
--- `at`, then merge into the newest entry (same instant) or append.
+-- `at`, then merge into the entry of the same instant or insert in instant
+-- order. An instant earlier than the newest entry's arrives when the
+-- slots of a Redis Cluster set run at the instant of their first slot
+-- while another call got there first, or when the clock went back: it is
+-- inserted where it belongs (near the end, so few entries move), which
+-- keeps the log sorted and every check reading only its expired prefix.
+-- A log stored unsorted by an older version is appended to, as it was.
 local function apply_log(st, c, k)
   if st.kind ~= 'l' then
     st = fresh_log(k, st.rewrite or st.kind ~= '')
@@ -225,23 +244,30 @@ local function apply_log(st, c, k)
   end
   if st.first > st.n then st.sorted = true end
   local h, l = split_big(c.at)
-  local n = st.n
-  local last = nil
-  if n >= st.first then last = log_get(st, n) end
-  if last and last.h == h and last.l == l then
-    local before = cost_big(last.c)
+  local function after(en) return en.h > h or (en.h == h and en.l > l) end
+  -- The last entry at or before `at` (all of them while unsorted).
+  local i = st.n
+  if st.sorted then
+    while i >= st.first and after(log_get_back(st, i)) do i = i - 1 end
+  end
+  local at_i = nil
+  if i >= st.first then at_i = log_get_back(st, i) end
+  if at_i and at_i.h == h and at_i.l == l then
+    local before = cost_big(at_i.c)
     local merged = satadd(before, c.cost)
     local mc = merged
     if cmp(merged, N_E15) < 0 then mc = tonum(merged) end
-    st.cache[n] = { h = h, l = l, c = mc }
-    if n <= st.n0 then st.modlast = true end
+    st.cache[i] = { h = h, l = l, c = mc }
+    if i <= st.n0 then st.changed = math.min(st.changed or i, i) end
     st.total = add(sub(st.total, before), merged)
   elseif not isz(c.cost) then
-    if last and (last.h > h or (last.h == h and last.l > l)) then st.sorted = false end
+    if at_i and after(at_i) then st.sorted = false end -- unsorted: appended
     local cc = c.cost
     if cmp(cc, N_E15) < 0 then cc = tonum(cc) end
-    st.n = n + 1
-    st.cache[n + 1] = { h = h, l = l, c = cc }
+    for j = st.n, i + 1, -1 do st.cache[j + 1] = st.cache[j] end
+    st.cache[i + 1] = { h = h, l = l, c = cc }
+    if i + 1 <= st.n0 then st.changed = math.min(st.changed or (i + 1), i + 1) end
+    st.n = st.n + 1
     st.total = add(st.total, c.cost)
   end
   return st
@@ -282,10 +308,16 @@ local function store_log(st, px)
     else
       redis.call('LSET', k, 0, header)
     end
-    if st.modlast and n0 >= first then
-      redis.call('LSET', k, n0 - first + 1, log_entry_string(st.cache[n0]))
+    local changed = st.changed
+    if changed and changed < first then changed = first end
+    if changed and changed <= n0 then
+      -- Stored entries from `changed` on moved or merged: keep those
+      -- before it, write the rest again (near the end: a few entries).
+      redis.call('LTRIM', k, 0, changed - first)
+      log_push(st, nil, changed, st.n)
+    else
+      log_push(st, nil, n0 + 1, st.n)
     end
-    log_push(st, nil, n0 + 1, st.n)
   end
   redis.call('PEXPIRE', k, px)
 end
