@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
 use axum::routing::get;
@@ -91,7 +91,7 @@ impl Later {
     fn later(
         answer: Acquire<std::future::Ready<Result<Outcome, BackendError>>>,
     ) -> Acquire<Answer> {
-        Acquire::pending(Box::pin(answer))
+        Acquire::pending(Box::pin(answer.into_future()))
     }
 }
 

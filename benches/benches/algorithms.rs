@@ -118,11 +118,9 @@ impl Tollgate {
     fn check(&self, ip: IpAddr) -> bool {
         let set = LimitSet::single(self.policy.clone(), Key::from_ip(ip), 1);
         match self.backend.acquire(&set) {
-            Acquire::Ready {
-                result: Some(Ok(outcome)),
-            } => outcome.allowed(),
-            Acquire::Ready { result } => panic!("memory backend failed: {result:?}"),
-            Acquire::Pending { .. } => panic!("memory backend answered asynchronously"),
+            Acquire::Ready(Ok(outcome)) => outcome.allowed(),
+            Acquire::Ready(result) => panic!("memory backend failed: {result:?}"),
+            Acquire::Pending(_) => panic!("memory backend answered asynchronously"),
         }
     }
 }

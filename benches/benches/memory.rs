@@ -82,9 +82,7 @@ fn tollgate_case(algorithm: Algorithm) -> Result<f64, String> {
     for i in 0..KEYS {
         let set = LimitSet::single(policy.clone(), Key::from_ip(ip(i)), 1);
         let allowed = match backend.acquire(&set) {
-            Acquire::Ready {
-                result: Some(Ok(outcome)),
-            } => outcome.allowed(),
+            Acquire::Ready(Ok(outcome)) => outcome.allowed(),
             other => return Err(format!("unexpected answer from the backend: {other:?}")),
         };
         if !allowed {

@@ -275,16 +275,16 @@ impl<B: Backend> Backend for BlockedCache<B> {
             return Acquire::ready(Ok(outcome));
         }
         match self.inner.acquire(set) {
-            Acquire::Ready { result } => {
-                if let Some(Ok(outcome)) = &result {
+            Acquire::Ready(result) => {
+                if let Ok(outcome) = &result {
                     if !outcome.allowed() {
                         let limits = self.denials.limit_hashes(set);
                         self.denials.remember(fp, limits, outcome, now);
                     }
                 }
-                Acquire::Ready { result }
+                Acquire::Ready(result)
             }
-            Acquire::Pending { future } => {
+            Acquire::Pending(future) => {
                 let denials = self.denials.clone();
                 // Hashed now (no allocation for up to two limits) rather
                 // than keeping the set across the await.
@@ -345,10 +345,7 @@ fn box_acquire<F>(a: Acquire<F>) -> Acquire<BoxFuture>
 where
     F: std::future::Future<Output = Result<Outcome, BackendError>> + Send + Unpin + 'static,
 {
-    match a {
-        Acquire::Ready { result } => Acquire::Ready { result },
-        Acquire::Pending { future } => Acquire::pending(Box::pin(future)),
-    }
+    a.map_pending(|future| -> BoxFuture { Box::pin(future) })
 }
 
 #[cfg(test)]

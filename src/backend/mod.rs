@@ -13,7 +13,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -124,61 +124,107 @@ impl From<BackendError> for StoreError {
 
 /// A backend's answer: ready now (memory), or a future (network).
 ///
-/// It is itself a future, so `limiter.check(..).await` works with any
-/// backend, while the layer matches on it to skip polling when ready.
-/// Networked backends return a boxed (so `Unpin`) future.
+/// `.await` it with any backend (it is [`IntoFuture`]), as
+/// `limiter.check(..).await` does; the layer matches on it instead, so
+/// that the memory path is a direct call with nothing to poll. Networked
+/// backends return a boxed (so `Unpin`) future.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate::backend::{Acquire, Backend, MemoryBackend};
+/// use tollgate::{key::Key, policy::{LimitSet, Policy}, Quota};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let backend = MemoryBackend::new();
+/// let set = LimitSet::single(Arc::new(Policy::new("p", Quota::per_second(1))), Key::from("k"), 1);
+/// match backend.acquire(&set) {
+///     Acquire::Ready(result) => assert!(result.unwrap().allowed()),
+///     Acquire::Pending(_) => unreachable!("memory answers at once"),
+/// }
+/// assert!(!backend.acquire(&set).await.unwrap().allowed());
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum Acquire<F> {
     /// Answered synchronously.
-    Ready {
-        /// The answer (taken when polled).
-        result: Option<Result<Outcome, BackendError>>,
-    },
+    Ready(Result<Outcome, BackendError>),
     /// Still to be awaited.
-    Pending {
-        /// The backend's future.
-        future: F,
-    },
+    Pending(F),
 }
 
 impl<F> Acquire<F> {
     /// A ready answer.
     pub fn ready(result: Result<Outcome, BackendError>) -> Self {
-        Acquire::Ready {
-            result: Some(result),
-        }
+        Acquire::Ready(result)
     }
 
     /// A pending answer.
     pub fn pending(future: F) -> Self {
-        Acquire::Pending { future }
+        Acquire::Pending(future)
+    }
+
+    /// The same answer with the pending future mapped by `f` (boxed, or
+    /// wrapped in a combinator's own future).
+    pub fn map_pending<G>(self, f: impl FnOnce(F) -> G) -> Acquire<G> {
+        match self {
+            Acquire::Ready(result) => Acquire::Ready(result),
+            Acquire::Pending(future) => Acquire::Pending(f(future)),
+        }
     }
 
     /// The answer if it is ready, else the future to await.
     pub(crate) fn into_state(self) -> Result<Result<Outcome, BackendError>, F> {
         match self {
-            Acquire::Ready { result } => Ok(result
-                .unwrap_or_else(|| Err(BackendError::Unavailable("answer already taken".into())))),
-            Acquire::Pending { future } => Err(future),
+            Acquire::Ready(result) => Ok(result),
+            Acquire::Pending(future) => Err(future),
         }
     }
 }
 
-impl<F> Future for Acquire<F>
+impl<F> IntoFuture for Acquire<F>
+where
+    F: Future<Output = Result<Outcome, BackendError>> + Unpin,
+{
+    type Output = Result<Outcome, BackendError>;
+    type IntoFuture = AcquireFuture<F>;
+
+    fn into_future(self) -> AcquireFuture<F> {
+        AcquireFuture {
+            state: match self {
+                Acquire::Ready(result) => Answer::Ready(Some(result)),
+                Acquire::Pending(future) => Answer::Pending(future),
+            },
+        }
+    }
+}
+
+/// The future of an awaited [`Acquire`].
+#[derive(Debug)]
+pub struct AcquireFuture<F> {
+    state: Answer<F>,
+}
+
+#[derive(Debug)]
+enum Answer<F> {
+    /// The ready answer, until it is taken by the first poll.
+    Ready(Option<Result<Outcome, BackendError>>),
+    Pending(F),
+}
+
+impl<F> Future for AcquireFuture<F>
 where
     F: Future<Output = Result<Outcome, BackendError>> + Unpin,
 {
     type Output = Result<Outcome, BackendError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Acquire::Ready { result } => match result.take() {
-                Some(r) => Poll::Ready(r),
-                None => Poll::Ready(Err(BackendError::Unavailable(
-                    "answer already taken".into(),
-                ))),
-            },
-            Acquire::Pending { future } => Pin::new(future).poll(cx),
+        match &mut self.get_mut().state {
+            Answer::Ready(result) => Poll::Ready(result.take().unwrap_or_else(|| {
+                Err(BackendError::Unavailable(
+                    "tollgate: AcquireFuture polled after completion".into(),
+                ))
+            })),
+            Answer::Pending(future) => Pin::new(future).poll(cx),
         }
     }
 }

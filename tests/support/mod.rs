@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub async fn retry_until_ok<T, E, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
 where
     E: std::fmt::Display,
-    F: std::future::Future<Output = Result<T, E>>,
+    F: std::future::IntoFuture<Output = Result<T, E>>,
 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::{no_answer, Op, Shared};
+use super::{Op, Shared};
 use crate::backend::circuit::Permit;
 use crate::backend::{Acquire, Backend, BackendError, Outcome};
 use crate::policy::LimitSet;
@@ -87,13 +87,12 @@ impl<P: Backend, F: Backend> Future for FailoverFuture<P, F> {
                     // The primary's future is dropped here (a timed-out
                     // call is abandoned).
                     match this.op.run(&this.shared.fallback, &this.set) {
-                        Acquire::Ready { result } => {
-                            let result = result.unwrap_or_else(no_answer);
+                        Acquire::Ready(result) => {
                             this.shared.fallback_answered(this.op, &this.set, &result);
                             this.stage = Stage::Done;
                             return Poll::Ready(result);
                         }
-                        Acquire::Pending { future } => this.stage = Stage::Fallback { future },
+                        Acquire::Pending(future) => this.stage = Stage::Fallback { future },
                     }
                 }
                 Stage::Fallback { future } => {

@@ -309,7 +309,7 @@ impl<P: Backend, F: Backend> Failover<P, F> {
             return shared.fallback_call(op, set);
         };
         match op.run(&shared.primary, set) {
-            Acquire::Ready { result } => match result.unwrap_or_else(no_answer) {
+            Acquire::Ready(result) => match result {
                 Ok(outcome) => {
                     permit.success();
                     shared.after_primary_success();
@@ -320,7 +320,7 @@ impl<P: Backend, F: Backend> Failover<P, F> {
                     shared.fallback_call(op, set)
                 }
             },
-            Acquire::Pending { future } => {
+            Acquire::Pending(future) => {
                 let deadline = shared.timeout.and_then(|t| {
                     // Outside a runtime there is no timer to arm (and
                     // creating one would panic): rely on the primary's own.
@@ -343,20 +343,15 @@ impl<P: Backend, F: Backend> Failover<P, F> {
     }
 }
 
-fn no_answer() -> Result<Outcome, BackendError> {
-    Err(BackendError::Unavailable("no answer".into()))
-}
-
 impl<P: Backend, F: Backend> Shared<P, F> {
     /// The fallback answers; what it admits is recorded.
     fn fallback_call(self: &Arc<Self>, op: Op, set: &LimitSet) -> Acquire<FailoverFuture<P, F>> {
         match op.run(&self.fallback, set) {
-            Acquire::Ready { result } => {
-                let result = result.unwrap_or_else(no_answer);
+            Acquire::Ready(result) => {
                 self.fallback_answered(op, set, &result);
                 Acquire::ready(result)
             }
-            Acquire::Pending { future } => Acquire::pending(FailoverFuture {
+            Acquire::Pending(future) => Acquire::pending(FailoverFuture {
                 shared: self.clone(),
                 set: set.clone(),
                 op,
