@@ -51,23 +51,39 @@
 // its feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// Modules in dependency order, leaves first: a module uses only those
-// above it (`tests/module_order.rs` fails on a cycle).
+// Modules in dependency order, leaves first: each uses only those above
+// it (`tests/module_order.rs` reads this list). A comment between each
+// keeps rustfmt from sorting them. See ARCHITECTURE.md.
+
+// Integer time and the clock.
+pub mod time;
+// Quota: limit, period, burst.
+mod quota;
+// The six algorithms, pure.
 mod algorithm;
+// problem+json answers.
+pub mod problem;
+// Decisions to header values (a leaf).
+pub mod headers;
+// Who is limited.
+pub mod key;
+// Policies, rules, routes, tiers, schedules.
+pub mod policy;
+// Overrides and access lists, and the store that shares them.
+pub mod settings;
+// A request to its LimitSet.
+mod resolve;
+// Where counters live.
 pub mod backend;
+// LimitSet to verdict: backend call, fail mode, shadow, refunds.
 mod engine;
+// Front end: the Tower layer.
+mod layer;
+// Front end: the axum extractor, over the layer.
 #[cfg(feature = "axum")]
 pub mod extract;
-pub mod headers;
-pub mod key;
-mod layer;
+// Front end: the Limiter, no HTTP.
 mod limiter;
-pub mod policy;
-pub mod problem;
-mod quota;
-mod resolve;
-pub mod settings;
-pub mod time;
 
 pub use algorithm::{Algorithm, AlgorithmError, Decision, MAX_LOG_LIMIT};
 pub use engine::{Denial, FailMode};
