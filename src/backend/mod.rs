@@ -132,7 +132,7 @@ impl From<BackendError> for StoreError {
 /// ```
 /// use std::sync::Arc;
 /// use tollgate::backend::{Acquire, Backend, MemoryBackend};
-/// use tollgate::{key::Key, policy::{LimitSet, Policy}, Quota};
+/// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let backend = MemoryBackend::new();

@@ -74,7 +74,7 @@ const SCRIPT: &str = concat!(
 /// ```no_run
 /// use std::sync::Arc;
 /// use tollgate::backend::{Backend, RedisBackend};
-/// use tollgate::{key::Key, LimitSet, Policy, Quota};
+/// use tollgate::{Quota, key::Key, policy::{LimitSet, Policy}};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let backend = RedisBackend::connect("redis://127.0.0.1/").await?;
