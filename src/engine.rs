@@ -161,7 +161,10 @@ impl<B: Backend> Engine<B> {
     /// applying the fail mode: for front ends that hand the error to their
     /// caller ([`Limiter`](crate::Limiter)).
     pub(crate) async fn acquire_reported(&self, set: &LimitSet) -> Result<Outcome, BackendError> {
-        let result = self.backend.acquire(set).await;
+        let result = match self.backend.acquire(set).into_state() {
+            Ok(ready) => ready,
+            Err(pending) => pending.await,
+        };
         self.note(&result);
         result
     }
@@ -210,7 +213,14 @@ impl<B: Backend> Engine<B> {
             }
         };
         let allowed = outcome.allowed();
-        let any_denied = outcome.decisions().iter().any(|d| !d.allowed);
+        // One pass: whether any limit (a shadow one included) denied, and
+        // the longest delay a queueing limit asks for.
+        let (any_denied, delay) = outcome
+            .decisions()
+            .iter()
+            .fold((false, Nanos::ZERO), |(denied, delay), d| {
+                (denied || !d.allowed, delay.max(d.delay))
+            });
         if any_denied && (self.shadow || allowed) {
             report_shadow(&set, &outcome);
         }
@@ -243,12 +253,6 @@ impl<B: Backend> Engine<B> {
                     "allowed"
                 },
             );
-            let delay = outcome
-                .decisions()
-                .iter()
-                .map(|d| d.delay)
-                .max()
-                .unwrap_or(Nanos::ZERO);
             let reported = self.reported(&mut set, &outcome);
             return Verdict::Pass {
                 passed: Some(Passed { reported, refund }),
@@ -278,13 +282,12 @@ impl<B: Backend> Engine<B> {
 
     /// The decisions to show the client: shadow levels only on request.
     fn reported(&self, set: &mut LimitSet, outcome: &Outcome) -> Reported {
-        let show_shadow = self.shadow_headers;
-        let items = set
-            .drain_limits()
-            .zip(outcome.decisions())
-            .filter(|(limit, _)| show_shadow || !limit.policy.is_shadow())
-            .map(|(limit, decision)| (limit.policy, *decision))
-            .collect();
+        let mut items = SmallVec::new();
+        for (limit, decision) in set.drain_limits().zip(outcome.decisions()) {
+            if self.shadow_headers || !limit.policy.is_shadow() {
+                items.push((limit.policy, *decision));
+            }
+        }
         Reported { items }
     }
 

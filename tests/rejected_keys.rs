@@ -55,14 +55,21 @@ async fn guessing_is_throttled_per_client(app: Router) {
     assert_eq!(real.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn missing_api_keys_are_throttled_per_client_ip() {
-    let layer = RateLimitLayer::builder()
+/// API keys in a header on `backend`; two rejected requests a minute per
+/// client IP.
+fn two_rejections_a_minute<B: Backend>(backend: B) -> RateLimitLayer<Header, B> {
+    RateLimitLayer::builder()
         .key(Header::new(API_KEY))
+        .backend(backend)
         .quota(Quota::per_minute(100))
         .rejected_keys(Quota::per_minute(2))
         .build()
-        .expect("layer");
+        .expect("layer")
+}
+
+#[tokio::test]
+async fn missing_api_keys_are_throttled_per_client_ip() {
+    let layer = two_rejections_a_minute(MemoryBackend::new());
     guessing_is_throttled_per_client(app(layer)).await;
 }
 
@@ -113,13 +120,7 @@ impl Backend for Later {
 
 #[tokio::test]
 async fn rejected_keys_are_counted_on_a_backend_that_answers_later() {
-    let layer = RateLimitLayer::builder()
-        .key(Header::new(API_KEY))
-        .backend(Later::default())
-        .quota(Quota::per_minute(100))
-        .rejected_keys(Quota::per_minute(2))
-        .build()
-        .expect("layer");
+    let layer = two_rejections_a_minute(Later::default());
     guessing_is_throttled_per_client(app(layer)).await;
 }
 

@@ -87,10 +87,67 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
         self.resolver.resolve(&self.extractor, access, parts)
     }
 
+    /// The whole check of a request head, awaited, for callers that are
+    /// not the service (the axum extractor): `Ok(None)` passes unlimited,
+    /// `Ok(Some)` passes with headers to add, `Err` is the answer (429,
+    /// 403, a key problem, 503 when closed). Rules' `count_only` is not
+    /// applied: the response is not seen here.
+    #[cfg(feature = "axum")]
+    pub(crate) async fn check_head(
+        &self,
+        parts: &Parts,
+    ) -> Result<Option<Admission>, Response<Bytes>> {
+        let (set, refusal) = match self.screen(parts) {
+            Resolution::Limit(set, _) => (set, None),
+            Resolution::Refuse(set, problem) => (set, Some(problem)),
+            Resolution::Unlimited => return Ok(None),
+            Resolution::Answer(problem) => return Err(problem.to_response()),
+        };
+        let result = self.engine.acquire(&set).await;
+        let span = tracing::Span::none();
+        match self.answer(result, set, Settlements::new(), refusal, &span) {
+            Answer::Pass(admission, delay) => {
+                if delay > Nanos::ZERO {
+                    tokio::time::sleep(delay.into()).await;
+                }
+                Ok(admission)
+            }
+            Answer::Respond(res) => Err(res),
+        }
+    }
+}
+
+impl<K, B> Gate<K, B> {
+    /// Brings the shared overrides and access lists up to date with the
+    /// backend's store.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        sync::refresh(&self.resolver.overrides).await?;
+        if let Some(access) = &self.access {
+            sync::refresh(access).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The gate's answer once the backend has: on the ready path called on
+/// the gate itself, on the pending path through `dyn Decide`, so the
+/// response future's type does not name the extractor or the backend.
+pub(crate) trait Decide: Send + Sync {
     /// The engine's verdict on the backend's `result` for `set`, as HTTP.
     /// With a `refusal` (a rejected key counted against the limit on
     /// rejected keys), a request that passes gets the refusal instead.
-    pub(crate) fn answer(
+    fn answer(
+        &self,
+        result: Result<Outcome, BackendError>,
+        set: LimitSet,
+        settlements: Settlements,
+        refusal: Option<Box<Problem>>,
+        span: &tracing::Span,
+    ) -> Answer;
+}
+
+impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
+    fn answer(
         &self,
         result: Result<Outcome, BackendError>,
         set: LimitSet,
@@ -135,74 +192,6 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
                 .to_response(),
             ),
         }
-    }
-
-    /// The whole check of a request head, awaited, for callers that are
-    /// not the service (the axum extractor): `Ok(None)` passes unlimited,
-    /// `Ok(Some)` passes with headers to add, `Err` is the answer (429,
-    /// 403, a key problem, 503 when closed). Rules' `count_only` is not
-    /// applied: the response is not seen here.
-    #[cfg(feature = "axum")]
-    pub(crate) async fn check_head(
-        &self,
-        parts: &Parts,
-    ) -> Result<Option<Admission>, Response<Bytes>> {
-        let (set, refusal) = match self.screen(parts) {
-            Resolution::Limit(set, _) => (set, None),
-            Resolution::Refuse(set, problem) => (set, Some(problem)),
-            Resolution::Unlimited => return Ok(None),
-            Resolution::Answer(problem) => return Err(problem.to_response()),
-        };
-        let result = self.engine.acquire(&set).await;
-        let span = tracing::Span::none();
-        match self.answer(result, set, Settlements::new(), refusal, &span) {
-            Answer::Pass(admission, delay) => {
-                if delay > Nanos::ZERO {
-                    tokio::time::sleep(delay.into()).await;
-                }
-                Ok(admission)
-            }
-            Answer::Respond(res) => Err(res),
-        }
-    }
-}
-
-impl<K, B> Gate<K, B> {
-    /// Brings the shared overrides and access lists up to date with the
-    /// backend's store.
-    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
-        sync::refresh(&self.resolver.overrides).await?;
-        if let Some(access) = &self.access {
-            sync::refresh(access).await?;
-        }
-        Ok(())
-    }
-}
-
-/// The pending path's view of the gate after the backend answers,
-/// type-erased so the response future's type does not name the extractor
-/// or the backend.
-pub(crate) trait Decide: Send + Sync {
-    fn answer(
-        &self,
-        result: Result<Outcome, BackendError>,
-        set: LimitSet,
-        settlements: Settlements,
-        refusal: Option<Box<Problem>>,
-        span: &tracing::Span,
-    ) -> Answer;
-}
-
-impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
-    fn answer(
-        &self,
-        result: Result<Outcome, BackendError>,
-        set: LimitSet,
-        settlements: Settlements,
-        refusal: Option<Box<Problem>>,
-        span: &tracing::Span,
-    ) -> Answer {
-        Gate::answer(self, result, set, settlements, refusal, span)
     }
 }
 

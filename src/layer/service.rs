@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::{Pending, ResponseFuture};
-use super::gate::{Answer, Gate};
+use super::gate::{Answer, Decide, Gate};
 use super::{RateLimitLayer, ResponseBody};
 use crate::backend::{Backend, MemoryBackend};
 use crate::key::{ClientIp, KeyExtractor};
