@@ -106,7 +106,7 @@ impl fmt::Display for Nanos {
 /// then advances with `tokio::time::Instant`: a wall-clock jump never moves
 /// a decision, and tests can pause and advance time with
 /// `tokio::time::pause()` / `advance()`.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.
     fn now(&self) -> Nanos;
 }

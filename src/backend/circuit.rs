@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::time::{default_clock, Clock, Nanos, SharedClock};
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
@@ -65,13 +65,17 @@ pub struct BackendHealth {
     pub consecutive_failures: u32,
     /// The most recent failure's message.
     pub last_error: Option<String>,
-    /// When a call last succeeded (to the millisecond).
-    pub last_success_at: Option<Instant>,
+    /// When a call last succeeded (to the millisecond), on the breaker's
+    /// clock.
+    pub last_success_at: Option<Nanos>,
     /// When a call last failed.
-    pub last_failure_at: Option<Instant>,
+    pub last_failure_at: Option<Nanos>,
     /// While open: from when the next probe may be made (the breaker goes
     /// half-open on the first call at or after it).
-    pub next_probe_at: Option<Instant>,
+    pub next_probe_at: Option<Nanos>,
+    /// When this report was made, on the same clock: the other instants
+    /// compare with it.
+    pub at: Nanos,
 }
 
 impl BackendHealth {
@@ -83,7 +87,7 @@ impl BackendHealth {
 
 impl fmt::Display for BackendHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let now = Instant::now();
+        let now = self.at;
         write!(
             f,
             "{}: {} consecutive failure{}",
@@ -102,7 +106,7 @@ impl fmt::Display for BackendHealth {
             Some(t) => write!(
                 f,
                 ", last success {:.1?} ago",
-                now.saturating_duration_since(t)
+                Duration::from(now.saturating_sub(t))
             )?,
             None => f.write_str(", no success yet")?,
         }
@@ -110,7 +114,7 @@ impl fmt::Display for BackendHealth {
             write!(
                 f,
                 ", next probe in {:.1?}",
-                t.saturating_duration_since(now)
+                Duration::from(t.saturating_sub(now))
             )?;
         }
         Ok(())
@@ -120,9 +124,9 @@ impl fmt::Display for BackendHealth {
 /// Success and failure bookkeeping of one backend: lock-free except for
 /// the last error's message.
 pub(crate) struct Tracker {
-    origin: Instant,
+    clock: SharedClock,
     failures: AtomicU32,
-    /// Nanoseconds since `origin`, plus one; zero for never.
+    /// The clock's instant, plus one; zero for never.
     last_success: AtomicU64,
     last_failure: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -133,9 +137,9 @@ pub(crate) struct Tracker {
 const SUCCESS_STAMP_RESOLUTION: u64 = 1_000_000;
 
 impl Tracker {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(clock: SharedClock) -> Self {
         Tracker {
-            origin: Instant::now(),
+            clock,
             failures: AtomicU32::new(0),
             last_success: AtomicU64::new(0),
             last_failure: AtomicU64::new(0),
@@ -144,16 +148,22 @@ impl Tracker {
     }
 
     fn stamp(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos())
-            .unwrap_or(u64::MAX - 1)
+        self.clock
+            .now()
+            .as_u64()
+            .min(u64::MAX - 1)
             .saturating_add(1)
     }
 
-    fn instant(&self, stamp: u64) -> Option<Instant> {
-        (stamp > 0).then(|| self.origin + Duration::from_nanos(stamp - 1))
+    fn instant(&self, stamp: u64) -> Option<Nanos> {
+        (stamp > 0).then(|| Nanos::new(stamp - 1))
     }
 
-    /// Notes a success; `reset` also clears the failure count.
+    /// The clock the tracker reads.
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     pub(crate) fn success(&self, reset: bool) {
         if reset && self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
@@ -183,7 +193,7 @@ impl Tracker {
     pub(crate) fn health(
         &self,
         state: CircuitState,
-        next_probe_at: Option<Instant>,
+        next_probe_at: Option<Nanos>,
     ) -> BackendHealth {
         BackendHealth {
             state,
@@ -192,6 +202,7 @@ impl Tracker {
             last_success_at: self.instant(self.last_success.load(Ordering::Relaxed)),
             last_failure_at: self.instant(self.last_failure.load(Ordering::Relaxed)),
             next_probe_at,
+            at: self.clock.now(),
         }
     }
 }
@@ -212,7 +223,9 @@ impl Tracker {
 /// probe a recovering backend in lock-step. The breaker goes half-open
 /// lazily, on the first call once the backoff has passed.
 ///
-/// Time is `tokio::time::Instant` (tests pause and advance it). The hot
+/// Time is the breaker's [`Clock`] (default: the wall clock at start-up
+/// advanced by Tokio's monotonic time, so tests can pause and advance it;
+/// [`CircuitBreakerBuilder::clock`] takes another). The hot
 /// path (a closed breaker) is two atomic loads; transitions take a short
 /// `std` mutex, never held across an await (nothing here awaits). Each
 /// transition is logged once: opening at `warn`, half-open and closing at
@@ -279,7 +292,7 @@ struct Inner {
 struct Core {
     /// Failed probes in a row: the exponent of the backoff.
     level: u32,
-    opened_at: Option<Instant>,
+    opened_at: Option<Nanos>,
 }
 
 /// Builds a [`CircuitBreaker`].
@@ -303,9 +316,18 @@ pub struct CircuitBreakerBuilder {
     base: Duration,
     max: Duration,
     jitter_percent: u8,
+    clock: Option<SharedClock>,
 }
 
 impl CircuitBreakerBuilder {
+    /// The clock the breaker reads (backoffs, health instants). Give it the
+    /// clock of the rest of the chain to drive everything from a test
+    /// ([`ManualClock`](crate::time::ManualClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
     /// The name in log lines (default `"backend"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -348,7 +370,7 @@ impl CircuitBreakerBuilder {
                 generation: AtomicU64::new(0),
                 probe_from: AtomicU64::new(0),
                 probing: AtomicBool::new(false),
-                tracker: Tracker::new(),
+                tracker: Tracker::new(self.clock.unwrap_or_else(default_clock)),
                 core: Mutex::new(Core {
                     level: 0,
                     opened_at: None,
@@ -389,7 +411,13 @@ impl CircuitBreaker {
             base: Duration::from_secs(1),
             max: Duration::from_secs(30),
             jitter_percent: 20,
+            clock: None,
         }
+    }
+
+    /// The clock the breaker reads.
+    pub(crate) fn clock(&self) -> &SharedClock {
+        self.inner.tracker.clock()
     }
 
     /// The name used in log lines.
@@ -513,7 +541,7 @@ impl CircuitBreaker {
         // as a plain (non-probe) call.
         inner.generation.fetch_add(1, Ordering::AcqRel);
         if from_closed {
-            core.opened_at = Some(Instant::now());
+            core.opened_at = Some(inner.tracker.clock().now());
             tracing::warn!(
                 backend = %inner.name,
                 consecutive_failures = inner.tracker.failures.load(Ordering::Relaxed),
@@ -578,7 +606,11 @@ impl Permit {
         let mut core = lock(&inner.core);
         if inner.state.load(Ordering::Acquire) == HALF_OPEN && self.current() {
             core.level = 0;
-            let outage = core.opened_at.take().map(|t| t.elapsed());
+            let now = inner.tracker.clock().now();
+            let outage = core
+                .opened_at
+                .take()
+                .map(|t| Duration::from(now.saturating_sub(t)));
             inner.probing.store(false, Ordering::Release);
             inner.state.store(CLOSED, Ordering::Release);
             tracing::info!(
@@ -740,7 +772,7 @@ mod tests {
         assert_eq!(h.last_error.as_deref(), Some("boom"));
         assert_eq!(
             h.next_probe_at,
-            Some(Instant::now() + Duration::from_secs(1))
+            Some(h.at.saturating_add(Nanos::from_secs(1)))
         );
         let line = h.to_string();
         assert!(
@@ -748,5 +780,29 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("next probe in 1.0s"), "{line}");
+    }
+
+    #[test]
+    fn a_manual_clock_drives_the_backoff_without_sleeping() {
+        let clock = crate::time::ManualClock::starting_at(Nanos::from_secs(1_000));
+        let b = CircuitBreaker::builder()
+            .failure_threshold(1)
+            .jitter_percent(0)
+            .clock(clock.clone())
+            .build();
+        fail(&b, 1);
+        assert!(b.try_call().is_none(), "open");
+        let h = b.health();
+        assert_eq!(h.at, Nanos::from_secs(1_000));
+        assert_eq!(h.next_probe_at, Some(Nanos::from_secs(1_001)));
+        assert_eq!(h.last_failure_at, Some(Nanos::from_secs(1_000)));
+        clock.advance(Duration::from_millis(999));
+        assert!(b.try_call().is_none(), "still open");
+        clock.advance(Duration::from_millis(1));
+        let probe = b.try_call().expect("half-open: the probe goes");
+        assert!(probe.is_probe());
+        probe.success();
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.health().last_success_at, Some(Nanos::from_secs(1_001)));
     }
 }

@@ -213,13 +213,16 @@ impl<P: Backend, F: Backend> FailoverBuilder<P, F> {
         let breaker = self
             .breaker
             .unwrap_or_else(|| CircuitBreaker::builder().name("primary").build());
+        // The fallback's health reads the breaker's clock: one clock for
+        // the chain.
+        let fallback_health = Tracker::new(breaker.clock().clone());
         Failover {
             shared: Arc::new(Shared {
                 primary: self.primary,
                 fallback: self.fallback,
                 breaker,
                 timeout: (!self.timeout.is_zero()).then_some(self.timeout),
-                fallback_health: Tracker::new(),
+                fallback_health,
                 ledger: Ledger::new(self.max_reconcile_keys),
                 reconciling: AtomicBool::new(false),
                 warned_no_runtime: AtomicBool::new(false),
