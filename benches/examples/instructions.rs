@@ -1,0 +1,69 @@
+//! A fixed amount of work to count instructions on (callgrind), so that a
+//! small change to the hot path shows where criterion's ±10 % cannot:
+//! `instructions http N` sends N requests through an axum router with
+//! `RateLimitLayer::new` (routes built once, as served), `instructions bare
+//! N` the same router without the layer, `instructions check N` makes N
+//! `Limiter::check`s of one key. Per request: the difference between two
+//! counts (say N = 2,000 and 6,000) over the difference in N, so set-up
+//! cancels out.
+//!
+//! ```text
+//! cargo build --release -p tollgate-benches --example instructions
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/instructions http 2000
+//! ```
+//!
+//! It uses only `RateLimitLayer`, `Quota` and `Limiter`, so the same file
+//! builds against older versions of tollgate for a before/after count.
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use axum::Router;
+use http::Request;
+use tollgate::{Limiter, Quota, RateLimitLayer};
+use tower::{Service, ServiceExt};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_default();
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        match what.as_str() {
+            "check" => {
+                let limiter = Limiter::new(Quota::per_second(1_000_000_000)).unwrap();
+                for _ in 0..n {
+                    let d = limiter.check("192.0.2.1", 1).await.unwrap();
+                    std::hint::black_box(d);
+                }
+            }
+            "http" | "bare" => {
+                let router = Router::new().route("/", get(|| async { "ok" }));
+                let router = if what == "http" {
+                    router.layer(RateLimitLayer::new(Quota::per_second(1_000_000_000)))
+                } else {
+                    router
+                };
+                let mut svc = router.with_state::<()>(());
+                let peer: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+                for _ in 0..n {
+                    let mut req = Request::get("/").body(Body::empty()).unwrap();
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let res = ServiceExt::<Request<Body>>::ready(&mut svc)
+                        .await
+                        .unwrap()
+                        .call(req)
+                        .await
+                        .unwrap();
+                    std::hint::black_box(res);
+                }
+            }
+            _ => eprintln!("usage: instructions http|bare|check N"),
+        }
+    });
+}
