@@ -1,4 +1,11 @@
-//! Unit and property tests of the pure algorithms.
+//! Unit and property tests of the pure algorithms: check, then force, then
+//! refund.
+//!
+//! Longer than the ~600 lines a source file should keep to, on purpose: the
+//! three parts share their helpers and proptest strategies, and
+//! `proptest-regressions/algorithm/tests.txt` holds the seeds of past
+//! failures for every property here (split, the moved properties would no
+//! longer replay them).
 
 use std::time::Duration;
 
