@@ -45,6 +45,8 @@ pub(crate) struct Resolver {
     /// Counts requests whose key is rejected, keyed by its own key (the
     /// client IP unless the rule gave one).
     pub(crate) rejected: Option<Level>,
+    /// What schedules read (and overrides, through their own copy).
+    clock: SharedClock,
 }
 
 /// The layer's key, extracted at most once per request.
@@ -81,7 +83,8 @@ impl Resolver {
             default,
             levels,
             table,
-            overrides: Overrides::new(catalog, default_name, clock),
+            overrides: Overrides::new(catalog, default_name, clock.clone()),
+            clock,
             simple,
             rejected,
         }
@@ -101,7 +104,7 @@ impl Resolver {
         let Ok(Some(key)) = key_of(&**extractor, parts) else {
             return Resolution::Answer(problem);
         };
-        let Some(policy) = level.policy_for(parts) else {
+        let Some(policy) = level.policy_for(parts, &*self.clock) else {
             return Resolution::Answer(problem);
         };
         let set = LimitSet::single(policy.clone(), key, level.cost.of(parts));
@@ -175,7 +178,7 @@ impl Resolver {
             };
             let policy = match self.overrides.lookup(level.base.id(), &key) {
                 Some(policy) => policy,
-                None => match level.policy_for(parts) {
+                None => match level.policy_for(parts, &*self.clock) {
                     Some(policy) => policy.clone(),
                     None => continue, // an unlimited tier
                 },

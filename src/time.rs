@@ -1,6 +1,6 @@
 //! Time as an integer: [`Nanos`] and the [`Clock`] that everything which
 //! reads time reads: the memory backend, the circuit breaker, the blocked-key
-//! cache, override expiry. Give each the same clock (a [`ManualClock`] in
+//! cache, override expiry, schedules. Give each the same clock (a [`ManualClock`] in
 //! tests) and one hand moves them all.
 //!
 //! Decisions are made on whole nanoseconds held in a `u64`, never on floats,

@@ -689,6 +689,35 @@ async fn a_scheduled_rule_applies_the_quota_of_the_current_window() {
     assert_eq!(header(&res, "ratelimit-policy"), "\"office\";q=3;w=3600");
 }
 
+#[cfg(feature = "schedule")]
+#[tokio::test]
+async fn a_schedule_follows_the_layer_clock_across_its_windows() {
+    use tollgate::policy::Schedule;
+    use tollgate::time::{ManualClock, Nanos};
+    // Monday 2026-11-30, 08:59:59 in Paris (UTC+1): the office window
+    // opens at 09:00.
+    let clock = ManualClock::starting_at(Nanos::from_secs(1_796_025_599));
+    let schedule = Schedule::new("Europe/Paris", Quota::per_hour(1))
+        .unwrap()
+        .weekdays("09:00", "18:00", Quota::per_hour(3))
+        .unwrap();
+    let layer = RateLimitLayer::builder()
+        .policy(Rule::new("office", Quota::per_hour(1)).schedule(schedule))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = routes().layer(layer);
+    let policy = |res: &Response<Body>| header(res, "ratelimit-policy");
+    let res = send(&app, req("GET", "/", "192.0.2.91")).await;
+    assert_eq!(policy(&res), "\"office\";q=1;w=3600", "before the window");
+    clock.advance(std::time::Duration::from_secs(1));
+    let res = send(&app, req("GET", "/", "192.0.2.91")).await;
+    assert_eq!(policy(&res), "\"office\";q=3;w=3600", "at 09:00");
+    clock.advance(std::time::Duration::from_secs(9 * 3600));
+    let res = send(&app, req("GET", "/", "192.0.2.91")).await;
+    assert_eq!(policy(&res), "\"office\";q=1;w=3600", "at 18:00, closed");
+}
+
 mod concurrency {
     use proptest::prelude::*;
 

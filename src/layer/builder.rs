@@ -306,7 +306,9 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         self
     }
 
-    /// The clock the layer reads (today: the expiry of per-key overrides).
+    /// The clock the layer reads: the expiry of per-key overrides, and
+    /// which window of a [`Schedule`](crate::policy::Schedule) applies
+    /// (read only for a level that has one).
     /// Give the backend, its circuit breaker and its blocked-key cache the
     /// same one to drive them all from a test
     /// ([`ManualClock`](crate::time::ManualClock)). Default: the wall clock

@@ -14,6 +14,7 @@ use super::Schedule;
 use super::{Policy, PolicyError};
 use crate::key::{Extracted, KeyExtractor, OnMissing};
 use crate::quota::Quota;
+use crate::time::Clock;
 use crate::Algorithm;
 
 /// A named policy as configured: what one level of the route table (the
@@ -402,7 +403,10 @@ impl Level {
 
     /// The policy for this request before any per-key override: its tier's,
     /// else the schedule's, else the base. `None`: an unlimited tier.
-    pub(crate) fn policy_for(&self, parts: &Parts) -> Option<&Arc<Policy>> {
+    /// A schedule reads `clock` (only then: the plain path reads no time).
+    pub(crate) fn policy_for(&self, parts: &Parts, clock: &dyn Clock) -> Option<&Arc<Policy>> {
+        #[cfg(not(feature = "schedule"))]
+        let _ = clock;
         if let Some((tiers, map)) = &self.tiers {
             if let Some(found) = tiers.resolve(parts, map) {
                 return found.as_ref();
@@ -410,7 +414,13 @@ impl Level {
         }
         #[cfg(feature = "schedule")]
         if let Some((schedule, policies)) = &self.schedule {
-            return policies.get(schedule.current_index()).or(Some(&self.base));
+            // The layer's clock is anchored to the wall clock (Unix
+            // nanoseconds); one outside jiff's range (after the year 9999)
+            // gets the default quota.
+            let now = i128::from(clock.now().as_u64());
+            let index =
+                jiff::Timestamp::from_nanosecond(now).map_or(0, |at| schedule.cached_index_at(at));
+            return policies.get(index).or(Some(&self.base));
         }
         Some(&self.base)
     }
