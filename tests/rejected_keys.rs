@@ -124,6 +124,47 @@ async fn rejected_keys_are_counted_on_a_backend_that_answers_later() {
     guessing_is_throttled_per_client(app(layer)).await;
 }
 
+/// A backend that is down.
+#[derive(Clone)]
+struct Down;
+
+impl Backend for Down {
+    type Future = std::future::Ready<Result<Outcome, BackendError>>;
+
+    fn acquire(&self, _: &LimitSet) -> Acquire<Self::Future> {
+        Acquire::ready(Err(BackendError::Unavailable("down".into())))
+    }
+
+    fn peek(&self, set: &LimitSet) -> Acquire<Self::Future> {
+        self.acquire(set)
+    }
+
+    fn reset(&self, set: &LimitSet) -> Acquire<Self::Future> {
+        self.acquire(set)
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_key_is_still_refused_when_the_backend_is_down_and_closed() {
+    let layer = RateLimitLayer::builder()
+        .key(Header::new(API_KEY))
+        .backend(Down)
+        .fail_mode(tollgate::FailMode::Closed)
+        .quota(Quota::per_minute(100))
+        .rejected_keys(Quota::per_minute(2))
+        .build()
+        .expect("layer");
+    let app = app(layer);
+    let missing = send(&app, req("GET", "/items", "192.0.2.36")).await;
+    assert_eq!(
+        missing.status(),
+        StatusCode::UNAUTHORIZED,
+        "the key's own answer"
+    );
+    let with = send(&app, with_key("192.0.2.36", "alice")).await;
+    assert_eq!(with.status(), StatusCode::SERVICE_UNAVAILABLE, "closed");
+}
+
 #[tokio::test]
 async fn a_rule_with_its_own_key_and_name_counts_rejections() {
     let layer = RateLimitLayer::builder()

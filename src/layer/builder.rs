@@ -277,6 +277,9 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
     /// are answered 429 (with `Retry-After`) instead, so guessing API keys
     /// or tokens is throttled like any other traffic.
     ///
+    /// When the backend cannot answer, a rejected request gets the
+    /// extractor's answer whatever the fail mode (it was refused anyway).
+    ///
     /// Without it a rejected request consumes nothing anywhere. The rule
     /// is keyed by its own key if it has one, else by the peer address
     /// (`ClientIp::new()`): behind a reverse proxy give it

@@ -156,7 +156,10 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
         span: &tracing::Span,
     ) -> Answer {
         match self.engine.decide(result, set, settlements, span) {
-            Verdict::Pass { .. } if refusal.is_some() => {
+            // A rejected key is refused whether the limit on rejections
+            // passed or could not be checked (fail open or closed): only
+            // a denial turns it into a 429.
+            Verdict::Pass { .. } | Verdict::Unavailable if refusal.is_some() => {
                 let problem = refusal.map_or_else(internal_error, |p| *p);
                 Answer::Respond(problem.to_response())
             }
