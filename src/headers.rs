@@ -224,12 +224,16 @@ pub fn write_headers(
     items: &[(&PolicyHeader, &Decision)],
     denied: bool,
 ) {
-    write(headers, HeaderConfig { style, reset }, items, denied)
+    write(headers, HeaderConfig { style, reset }, items, denied);
+    if denied {
+        write_denial(headers, retry_after(items.iter().map(|(_, d)| *d)));
+    }
 }
 
 /// Writes the headers of `style` for `items` into `headers`. `denied` says
-/// the response is a 429 (remaining is then written as 0 for the denying
-/// limits, and `Retry-After` and `Cache-Control` are added).
+/// the response is a 429: remaining is then written as 0 for the denying
+/// limits. The 429's own headers are [`write_denial`]'s, with the wait the
+/// caller decided (the engine's, from the enforced levels only).
 pub(crate) fn write<T: HeaderItem>(
     headers: &mut HeaderMap,
     config: HeaderConfig,
@@ -331,9 +335,6 @@ pub(crate) fn write<T: HeaderItem>(
         }
         _ => {}
     }
-    if denied {
-        write_denial(headers, items);
-    }
 }
 
 /// Inserts `value` under `name`, replacing any value of that name. A map
@@ -411,9 +412,10 @@ fn ratelimit_value<'a>(
     HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
 
-/// `Retry-After` (when a wait helps) and `Cache-Control: no-store`.
-pub(crate) fn write_denial<T: HeaderItem>(headers: &mut HeaderMap, items: &[T]) {
-    if let Some(wait) = retry_after(items.iter().map(HeaderItem::decision)) {
+/// A 429's `Retry-After` (when a wait helps: `wait`, rounded up) and
+/// `Cache-Control: no-store`.
+pub(crate) fn write_denial(headers: &mut HeaderMap, wait: Option<Nanos>) {
+    if let Some(wait) = wait {
         put(headers, RETRY_AFTER, number(wait.as_secs_ceil()));
     }
     put(headers, CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -457,6 +459,13 @@ fn epoch_secs_ceil(after: Nanos) -> u64 {
 mod tests {
     use super::*;
 
+    /// A 429's headers, as the layer writes them: the rate-limit headers,
+    /// then `Retry-After` from the items' wait.
+    fn write_denied(h: &mut HeaderMap, config: HeaderConfig, items: &[(&PolicyHeader, &Decision)]) {
+        write(h, config, items, true);
+        write_denial(h, retry_after(items.iter().map(|(_, d)| *d)));
+    }
+
     fn decision(allowed: bool, remaining: u64, reset_ms: u64, retry_ms: Option<u64>) -> Decision {
         if allowed {
             Decision::allow(10, remaining, Nanos::from_millis(reset_ms))
@@ -487,12 +496,12 @@ mod tests {
                 style,
                 ..HeaderConfig::default()
             };
-            write(&mut h, config, &[(&p, &d)], true);
+            write_denied(&mut h, config, &[(&p, &d)]);
             assert_eq!(h.len(), full, "{style:?}");
         }
         // A map with room for some gets those.
         let mut roomy = HeaderMap::new();
-        write(&mut roomy, HeaderConfig::default(), &[(&p, &d)], true);
+        write_denied(&mut roomy, HeaderConfig::default(), &[(&p, &d)]);
         assert_eq!(roomy.len(), 7);
     }
 
@@ -515,7 +524,7 @@ mod tests {
         let p = PolicyHeader::new("default".into(), 10, Duration::from_secs(60), None);
         let d = decision(false, 0, 60_000, Some(5_001));
         let mut h = HeaderMap::new();
-        write(&mut h, HeaderConfig::default(), &[(&p, &d)], true);
+        write_denied(&mut h, HeaderConfig::default(), &[(&p, &d)]);
         assert_eq!(h["retry-after"], "6");
         assert_eq!(h["cache-control"], "no-store");
         assert_eq!(h["x-ratelimit-remaining"], "0");
@@ -572,7 +581,7 @@ mod tests {
             style: HeaderStyle::None,
             reset: ResetFormat::DelaySeconds,
         };
-        write(&mut h, cfg, &[(&p, &d)], true);
+        write_denied(&mut h, cfg, &[(&p, &d)]);
         assert_eq!(h.len(), 2);
         assert_eq!(h["retry-after"], "1");
     }

@@ -223,6 +223,28 @@ async fn shadow_headers_show_a_shadow_level_in_the_headers() {
     );
 }
 
+#[tokio::test]
+async fn a_429_waits_for_the_enforced_levels_even_when_shadow_levels_are_shown() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_minute(1))
+        .name("minute")
+        .route(
+            "GET /beta",
+            Rule::new("beta", Quota::per_day(1)).shadow(true),
+        )
+        .shadow_headers(true)
+        .build()
+        .unwrap();
+    let app = routes().layer(layer);
+    send(&app, req("GET", "/beta", "192.0.2.17")).await;
+    let res = send(&app, req("GET", "/beta", "192.0.2.17")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(header(&res, "ratelimit").contains("\"beta\""), "shown");
+    // The minute's wait, not the shadow day's.
+    let wait: u64 = header(&res, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+}
+
 #[derive(Clone)]
 struct Plan(&'static str);
 

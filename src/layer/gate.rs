@@ -177,6 +177,7 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
                 };
                 let mut extra = http::HeaderMap::new();
                 headers::write(&mut extra, self.headers, &reported.items, true);
+                headers::write_denial(&mut extra, denial.retry_after());
                 for (name, value) in extra {
                     // `try_entry` fails only on a map at its maximum size:
                     // the header is left out rather than panicking.
