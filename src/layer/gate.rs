@@ -155,22 +155,21 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
         refusal: Option<Box<Problem>>,
         span: &tracing::Span,
     ) -> Answer {
-        match self.engine.decide(result, set, settlements, span) {
+        match (self.engine.decide(result, set, settlements, span), refusal) {
             // A rejected key is refused whether the limit on rejections
             // passed or could not be checked (fail open or closed): only
             // a denial turns it into a 429.
-            Verdict::Pass { .. } | Verdict::Unavailable if refusal.is_some() => {
-                let problem = refusal.map_or_else(internal_error, |p| *p);
+            (Verdict::Pass { .. } | Verdict::Unavailable, Some(problem)) => {
                 Answer::Respond(problem.to_response())
             }
-            Verdict::Pass { passed, delay } => {
+            (Verdict::Pass { passed, delay }, None) => {
                 let admission = passed.map(|passed| Admission {
                     passed,
                     headers: self.headers,
                 });
                 Answer::Pass(admission, delay)
             }
-            Verdict::Deny { denial, reported } => {
+            (Verdict::Deny { denial, reported }, _) => {
                 let mut res = match &self.on_rejected {
                     Some(handler) => handler(&denial),
                     None => denial.problem().to_response(),
@@ -187,7 +186,7 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
                 }
                 Answer::Respond(res)
             }
-            Verdict::Unavailable => Answer::Respond(
+            (Verdict::Unavailable, None) => Answer::Respond(
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Rate limiter unavailable",
@@ -197,16 +196,6 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
             ),
         }
     }
-}
-
-/// A refusal that went missing: cannot happen (checked by the caller),
-/// answered rather than panicking.
-fn internal_error() -> Problem {
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Internal Server Error",
-        "tollgate: a rejected key lost its answer",
-    )
 }
 
 /// Starts the background reload of shared settings: it stops when the
