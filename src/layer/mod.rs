@@ -132,9 +132,7 @@ impl<K, B> RateLimitLayer<K, B> {
     pub fn access(&self) -> Option<&AccessList> {
         self.gate.access.as_ref()
     }
-}
 
-impl<K, B: Backend> RateLimitLayer<K, B> {
     /// The backend (for example to read
     /// [`MemoryBackend::len`](crate::backend::MemoryBackend::len)).
     pub fn backend(&self) -> &B {
