@@ -25,7 +25,7 @@ fn memory_backend_passes_the_conformance_table() {
 #[test]
 fn memory_backend_passes_the_table_with_one_shard_and_a_tiny_bound() {
     // Every scenario's keys (20) in one shard, with room for just them (a
-    // key counted in the overflow bucket of a full table is not refunded).
+    // key forgotten to make room is not refunded).
     let backend = MemoryBackend::builder().shards(1).max_keys(20).build();
     conformance::run_table(|op, set, now| run(&backend, op, set, now));
 }

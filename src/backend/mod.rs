@@ -67,6 +67,14 @@ impl Outcome {
         }
     }
 
+    /// The outcome of a one-limit set.
+    #[inline]
+    pub(crate) fn one(decision: Decision, allowed: bool) -> Self {
+        let mut decisions = SmallVec::new();
+        decisions.push(decision);
+        Self::new(decisions, allowed)
+    }
+
     /// The same outcome, decided at `at` on the backend's clock.
     pub fn decided_at(mut self, at: Nanos) -> Self {
         self.at = Some(at);

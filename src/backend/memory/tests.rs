@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::key::Key;
 use crate::{policy::Policy, Quota};
 
 fn policy(name: &str, quota: Quota) -> Arc<Policy> {
@@ -105,33 +106,37 @@ fn peek_counts_nothing_and_reset_gives_the_quota_back() {
 
 #[test]
 fn idle_keys_are_swept_and_counted_as_fresh_before_that() {
-    let b = MemoryBackend::builder().max_keys(10_000).build();
+    let clock = crate::time::ManualClock::starting_at(at_secs(0));
+    let b = MemoryBackend::builder()
+        .max_keys(10_000)
+        .clock(clock.clone())
+        .build();
     let p = policy("p", Quota::per_second(1));
     for i in 0..100u64 {
         b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), at_secs(0));
     }
     assert_eq!(b.len(), 100);
+    assert_eq!(b.sweep(), 0, "nothing is idle yet");
     // Two seconds later every key is idle; a sweep drops them all.
-    let now = at_secs(2).as_u64();
-    let dropped: usize = b.inner.shards.iter().map(|s| lock(s).sweep(now)).sum();
-    assert_eq!(dropped, 100);
+    clock.set(at_secs(2));
+    assert_eq!(b.sweep(), 100);
     assert!(b.is_empty());
 }
 
 #[test]
-fn growth_sweeps_keep_the_table_near_the_live_keys() {
-    let b = MemoryBackend::builder()
-        .max_keys(1_000_000)
-        .shards(1)
-        .build();
+fn a_full_table_replaces_idle_keys_before_live_ones() {
+    let b = MemoryBackend::builder().max_keys(100).build();
     let p = policy("p", Quota::per_second(1));
-    // 50,000 one-off clients, one every 10 ms of a 1 s quota: at most ~100
-    // are live at any instant, so sweeps keep the table small.
-    for i in 0..50_000u64 {
-        let t = at_secs(0).saturating_add(Nanos::from_millis(10 * i));
-        b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t);
+    // 5,000 one-off clients, one every 100 ms of a 1 s quota: at most 10
+    // are live at any instant, so every sample of 16 holds an idle key.
+    for i in 0..5_000u64 {
+        let t = at_secs(0).saturating_add(Nanos::from_millis(100 * i));
+        assert!(b
+            .acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t)
+            .allowed());
     }
-    assert!(b.len() <= 2 * MIN_SWEEP_LEN, "{}", b.len());
+    assert_eq!(b.len(), 100);
+    assert_eq!(b.evictions(), 0, "only idle keys were replaced");
 }
 
 #[test]
@@ -143,12 +148,15 @@ fn a_flood_of_new_keys_cannot_push_a_limited_client_out() {
         assert!(b.acquire_at(&victim, at_secs(0)).allowed());
     }
     assert!(!b.acquire_at(&victim, at_secs(0)).allowed());
-    // One million distinct clients, spread over ten minutes.
+    // One million distinct clients, spread over ten minutes: every one is
+    // let in, and the table stays at its bound.
     for i in 0..1_000_000u64 {
         let t = at_secs(0).saturating_add(Nanos::new(i * 600_000));
-        b.acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t);
+        assert!(b
+            .acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), t)
+            .allowed());
     }
-    assert!(b.len() <= 1_000 + 4, "bounded: {}", b.len());
+    assert_eq!(b.len(), 1_000, "bounded");
     assert!(
         !b.acquire_at(&victim, at_secs(600)).allowed(),
         "the limited client escaped"
@@ -156,23 +164,78 @@ fn a_flood_of_new_keys_cannot_push_a_limited_client_out() {
 }
 
 #[test]
-fn a_full_table_shares_one_overflow_bucket_per_policy() {
+fn a_full_table_forgets_the_key_closest_to_idle_and_never_a_denied_one() {
     let b = MemoryBackend::builder().max_keys(8).shards(1).build();
     let p = policy("p", Quota::per_hour(3));
+    let set = |i: u64| LimitSet::single(p.clone(), Key::from(i), 1);
     for i in 0..8u64 {
+        assert!(b.acquire_at(&set(i), at_secs(i)).allowed());
+    }
+    // Key 7 uses its quota and is denied; keys 1 to 6 use a second unit.
+    for _ in 0..2 {
+        assert!(b.acquire_at(&set(7), at_secs(8)).allowed());
+    }
+    assert!(!b.acquire_at(&set(7), at_secs(8)).allowed());
+    for i in 1..7u64 {
+        assert!(b.acquire_at(&set(i), at_secs(8)).allowed());
+    }
+    // A newcomer replaces key 0, the one closest to going idle.
+    assert!(b.acquire_at(&set(100), at_secs(9)).allowed());
+    assert_eq!(b.len(), 8);
+    assert_eq!(b.evictions(), 1);
+    assert_eq!(
+        b.peek_at(&set(0), at_secs(9)).decisions()[0].remaining,
+        3,
+        "key 0 was forgotten"
+    );
+    // Six more newcomers: each replaces the closest to idle, never key 7.
+    for i in 101..107u64 {
+        assert!(b.acquire_at(&set(i), at_secs(10)).allowed());
+    }
+    assert_eq!(b.len(), 8);
+    assert!(
+        !b.acquire_at(&set(7), at_secs(10)).allowed(),
+        "key 7 escaped"
+    );
+}
+
+#[test]
+fn a_table_full_of_denied_keys_still_lets_a_newcomer_in() {
+    let b = MemoryBackend::builder().max_keys(4).shards(1).build();
+    let p = policy("p", Quota::per_hour(1));
+    let set = |i: u64| LimitSet::single(p.clone(), Key::from(i), 1);
+    for i in 0..4u64 {
+        assert!(b.acquire_at(&set(i), at_secs(i)).allowed());
+        assert!(!b.acquire_at(&set(i), at_secs(i)).allowed());
+    }
+    // Nothing but denied keys: the one closest to idle (key 0) makes room.
+    assert!(b.acquire_at(&set(9), at_secs(5)).allowed());
+    assert_eq!(b.len(), 4);
+    assert!(b.acquire_at(&set(0), at_secs(5)).allowed(), "key 0 went");
+    for i in 1..4u64 {
+        assert!(!b.acquire_at(&set(i), at_secs(5)).allowed(), "key {i}");
+    }
+}
+
+#[test]
+fn the_bound_holds_across_shards_that_fill_unevenly() {
+    let b = MemoryBackend::builder().max_keys(1_000).shards(16).build();
+    let p = policy("p", Quota::per_hour(1));
+    for i in 0..1_000u64 {
         assert!(b
             .acquire_at(&LimitSet::single(p.clone(), Key::from(i), 1), at_secs(0))
             .allowed());
     }
-    // The table is full of live keys: newcomers share one bucket of 3.
-    let admitted = (100..110u64)
-        .filter(|i| {
-            b.acquire_at(&LimitSet::single(p.clone(), Key::from(*i), 1), at_secs(1))
-                .allowed()
-        })
-        .count();
-    assert_eq!(admitted, 3);
-    assert_eq!(b.len(), 9);
+    assert_eq!(b.len(), 1_000);
+    assert_eq!(b.evictions(), 0, "every key found a seat below the bound");
+    assert!(b
+        .acquire_at(
+            &LimitSet::single(p.clone(), Key::from("one more"), 1),
+            at_secs(1)
+        )
+        .allowed());
+    assert_eq!(b.len(), 1_000);
+    assert_eq!(b.evictions(), 1);
 }
 
 #[test]
@@ -306,12 +369,12 @@ fn an_absorbed_debt_is_kept_until_it_is_repaid() {
         let one = LimitSet::single(set.limits()[0].policy.clone(), Key::from("k"), 1);
         // Sweeping just before the debt is repaid keeps the key.
         let before = at_secs(0).saturating_add(busy).as_u64() - 1;
-        let _: usize = b.inner.shards.iter().map(|s| lock(s).sweep(before)).sum();
+        b.sweep_at(before);
         assert_eq!(b.len(), 1, "{alg:?}");
         let left = b.peek_at(&one, Nanos::new(before)).decisions()[0].remaining;
         assert!(left < 2, "{alg:?}: still counted");
         let at = at_secs(0).saturating_add(busy).as_u64();
-        let swept: usize = b.inner.shards.iter().map(|s| lock(s).sweep(at)).sum();
+        let swept = b.sweep_at(at);
         assert_eq!(swept, 1, "{alg:?}");
     }
 }
@@ -438,13 +501,12 @@ fn a_refunded_gcra_key_is_swept_at_its_earlier_idle_instant() {
     let b = MemoryBackend::builder().shards(1).build();
     let p = policy("p", Quota::per_second(1));
     let set = LimitSet::single(p, Key::from("k"), 1);
-    // The shard's earliest idle instant is this key's TAT, 1 s on...
+    // The key's idle instant is its TAT, 1 s on...
     assert!(b.acquire_at(&set, at_secs(10)).allowed());
     // ...then the refund moves the TAT (and so the idle instant) back.
     b.refund_at(&set, at_secs(10));
-    let mut shard = lock(&b.inner.shards[0]);
-    assert!(shard.earliest_idle <= at_secs(10).as_u64());
-    assert_eq!(shard.sweep(at_secs(10).as_u64()), 1);
+    assert_eq!(b.sweep_at(at_secs(10).as_u64()), 1);
+    assert!(b.is_empty());
 }
 
 #[tokio::test]

@@ -1,33 +1,43 @@
 //! The in-memory backend: sharded, bounded, synchronous.
 //!
-//! Keys are stored as 64-bit keyed hashes (SipHash-1-3 with random keys per
-//! backend, so a client cannot aim for a collision; two of a million live
-//! keys share a counter with probability about 3 × 10⁻⁸), spread over shards each
-//! behind its own short-held mutex: no global lock, nothing held across an
-//! await (nothing here awaits). GCRA state is one `u64` per key (its
-//! theoretical arrival time, which is also the instant the key goes idle);
-//! the other algorithms keep their state beside the instant it goes idle.
+//! Keys are stored as 63-bit keyed fingerprints: SipHash-1-3 of the
+//! policy and the key, with random keys per backend, so a client cannot
+//! aim for a collision without the keys. Two of a million live keys share a
+//! counter with probability about n²/2⁶⁴ = 5 × 10⁻⁸ (n = 10⁶). The keys
+//! spread over shards, each behind its own short-held mutex on its own
+//! cache line: no global lock, nothing held across an await (nothing here
+//! awaits). A shard is a flat open-addressing table
+//! ([`table`](self::table)): GCRA's state is one `u64` per key (its
+//! theoretical arrival time, which is also the instant the key goes idle),
+//! 16 bytes a slot; the other algorithms keep their state beside the
+//! instant it goes idle.
 //!
-//! **Bounded.** At most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]).
-//! Idle keys (whose state equals a fresh one) are dropped by sweeps that run
-//! as the table grows and, when it is full, at most every 250 ms per shard:
-//! no background task to spawn. When a shard is full of keys that are still
-//! counting, a new key is **not** let in by evicting one (that would hand an
-//! evicted, limited client a fresh quota); it is counted in a per-policy
-//! overflow bucket shared by all keys that could not be stored, and a
-//! warning is logged once. Under a flood of unique keys, known clients keep
-//! their exact state and the flood shares one quota.
+//! **Bounded, and fair when full.** At most `max_keys` keys (default
+//! [`DEFAULT_MAX_KEYS`]), counted across shards, so an uneven spread never
+//! turns a newcomer away below the bound. At the bound, a newcomer takes the
+//! place of the stored key that gains least from being forgotten: among 16
+//! keys sampled from its shard (at a position the newcomer's keyed
+//! fingerprint picks), an idle one if any (it loses nothing), else one
+//! whose last check passed, closest to going idle; a key whose last check
+//! was denied goes only when every sampled key was denied too. The cost is
+//! bounded per request (at most 64 slots read per table), with no sweep
+//! and no background task.
+//!
+//! **What a forgotten client gains.** Its next request starts from a fresh
+//! state: it gets back what it had used and not yet repaid, at most one
+//! burst, and only if no sampled key was closer to idle. Under a flood of
+//! fresh addresses the flood's own keys are closest to idle (one request
+//! each, so one request is all each regains), and a client being limited
+//! is never freed while a key that passed could go instead.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, Outcome};
-use crate::key::Key;
 use crate::policy::{Limit, LimitSet};
 use crate::time::{Clock, MonotonicClock, Nanos};
 use crate::{
@@ -35,15 +45,20 @@ use crate::{
     Algorithm, Decision,
 };
 
-/// The default bound on stored keys: one million (with GCRA about 37 bytes a
-/// key, 35 MiB in all, measured by `cargo bench --bench memory`).
+mod table;
+
+use table::{fingerprint_from_hash, Candidate, Idle, Table};
+
+/// The default bound on stored keys: one million (with GCRA about 21 bytes a
+/// key at the bound, measured by `cargo bench -p tollgate-benches --bench memory`).
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
-/// How often a full shard may be swept for idle keys.
-const FULL_SWEEP_INTERVAL: Nanos = Nanos::from_millis(250);
+/// Keys read per table when choosing one to forget.
+const EVICTION_SAMPLES: usize = 16;
 
-/// The smallest table size at which growth triggers a sweep.
-const MIN_SWEEP_LEN: usize = 1024;
+/// Keys a shard is expected to hold at least, when the shard count is not
+/// set: fewer, larger shards for small bounds.
+const MIN_KEYS_PER_SHARD: usize = 256;
 
 /// The in-memory backend (the default).
 ///
@@ -69,120 +84,133 @@ pub struct MemoryBackend {
 }
 
 struct Inner {
-    shards: Box<[Mutex<Shard>]>,
-    shard_mask: usize,
-    shard_capacity: usize,
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    shard_mask: u64,
+    /// The most keys one shard may hold (the expected share plus a margin
+    /// no random spread reaches).
+    shard_max: usize,
     max_keys: usize,
+    /// Keys stored across all shards.
+    stored: AtomicUsize,
+    evictions: AtomicU64,
     clock: Arc<dyn Clock>,
-    hash_keys: (u64, u64),
+    hasher: SipHasher13,
     warned_full: AtomicBool,
 }
 
-/// A fingerprint is already uniformly random: use it as the hash.
-#[derive(Default)]
-struct FingerprintHasher(u64);
+/// A shard on cache lines of its own, so that two threads on two shards
+/// never write the same line (128 bytes: adjacent-line prefetch pairs them).
+#[repr(align(128))]
+struct Padded<T>(T);
 
-impl Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Map<V> = HashMap<u64, V, BuildHasherDefault<FingerprintHasher>>;
-
-/// The shard comes from the middle bits of a fingerprint: the hash table
-/// uses the low bits for the bucket and the top bits for its tag.
-const SHARD_SHIFT: u32 = 32;
-
-fn shard_of(fp: u64, mask: usize) -> usize {
-    (fp >> SHARD_SHIFT) as usize & mask
-}
-
-#[derive(Default)]
 struct Shard {
     /// GCRA: theoretical arrival time, which is also when the key goes idle.
-    gcra: Map<u64>,
+    gcra: Table<u64>,
     /// Every other algorithm.
-    wide: Map<Slot>,
-    /// A lower bound on the earliest `idle_at` in the shard.
-    earliest_idle: u64,
-    last_sweep: u64,
-    next_sweep_len: usize,
+    wide: Table<Wide>,
 }
 
-struct Slot {
+#[derive(Default)]
+struct Wide {
     state: State,
     idle_at: u64,
 }
 
+impl Idle for Wide {
+    fn idle_at(&self) -> u64 {
+        self.idle_at
+    }
+}
+
 impl Shard {
+    fn new(max_len: usize) -> Self {
+        Shard {
+            gcra: Table::new(max_len),
+            wide: Table::new(max_len),
+        }
+    }
+
     fn len(&self) -> usize {
         self.gcra.len() + self.wide.len()
     }
 
     fn contains(&self, fp: u64, narrow: bool) -> bool {
         if narrow {
-            self.gcra.contains_key(&fp)
+            self.gcra.find(fp).is_some()
         } else {
-            self.wide.contains_key(&fp)
+            self.wide.find(fp).is_some()
         }
     }
 
     fn state(&self, fp: u64, narrow: bool) -> State {
         if narrow {
-            self.gcra.get(&fp).map_or(State::Fresh, |t| State::Gcra {
+            self.gcra.get(fp).map_or(State::Fresh, |t| State::Gcra {
                 tat: Nanos::new(*t),
             })
         } else {
-            self.wide.get(&fp).map_or(State::Fresh, |s| s.state.clone())
+            self.wide.get(fp).map_or(State::Fresh, |s| s.state.clone())
         }
     }
 
     /// Drops every idle key; returns how many.
     fn sweep(&mut self, now: u64) -> usize {
-        let before = self.len();
-        self.gcra.retain(|_, tat| *tat > now);
-        self.wide.retain(|_, s| s.idle_at > now);
-        let earliest = self
-            .gcra
-            .values()
-            .copied()
-            .chain(self.wide.values().map(|s| s.idle_at))
-            .min();
-        self.earliest_idle = earliest.unwrap_or(u64::MAX);
-        self.last_sweep = now;
-        self.next_sweep_len = (self.len() * 2).max(MIN_SWEEP_LEN);
-        before - self.len()
+        self.gcra.sweep(now) + self.wide.sweep(now)
     }
 
-    fn note_idle_at(&mut self, idle_at: u64) {
-        self.earliest_idle = self.earliest_idle.min(idle_at);
+    /// Marks a stored key as denied (or not) by its last check.
+    fn mark(&mut self, fp: u64, narrow: bool, denied: bool) {
+        if narrow {
+            if let Some(i) = self.gcra.find(fp) {
+                self.gcra.mark(i, denied);
+            }
+        } else if let Some(i) = self.wide.find(fp) {
+            self.wide.mark(i, denied);
+        }
     }
 
+    /// Writes a key's state (stored or not: the caller made room).
     fn write(&mut self, fp: u64, narrow: bool, commit: Commit, idle_at: u64) {
-        self.note_idle_at(idle_at);
         if narrow {
             if let Commit::Replace(State::Gcra { tat }) = commit {
-                self.gcra.insert(fp, tat.as_u64());
+                match self.gcra.find(fp) {
+                    Some(i) => *self.gcra.value_mut(i) = tat.as_u64(),
+                    None => {
+                        self.gcra.insert(fp, tat.as_u64());
+                    }
+                }
             }
             return;
         }
-        let slot = self.wide.entry(fp).or_insert(Slot {
-            state: State::Fresh,
-            idle_at,
-        });
+        let i = match self.wide.find(fp) {
+            Some(i) => i,
+            None => self.wide.insert(fp, Wide::default()),
+        };
+        let slot = self.wide.value_mut(i);
         slot.state.apply(commit);
         slot.idle_at = idle_at;
+    }
+
+    /// The key to forget to make room for `fp`, if the shard holds any.
+    fn victim(&self, fp: u64, now: u64) -> Option<(bool, Candidate)> {
+        // The newcomer's keyed fingerprint picks where to sample: a client
+        // cannot steer it.
+        let start = (fp >> 7) as usize;
+        let narrow = self.gcra.sample(start, EVICTION_SAMPLES, now);
+        let wide = self.wide.sample(start, EVICTION_SAMPLES, now);
+        match (narrow, wide) {
+            (Some(n), Some(w)) if w.better_than(&n) => Some((false, w)),
+            (Some(n), _) => Some((true, n)),
+            (None, Some(w)) => Some((false, w)),
+            (None, None) => None,
+        }
+    }
+
+    fn remove(&mut self, narrow: bool, index: usize) {
+        if narrow {
+            self.gcra.remove(index);
+        } else {
+            self.wide.remove(index);
+        }
     }
 }
 
@@ -202,22 +230,23 @@ impl Shard {
 /// ```
 pub struct MemoryBackendBuilder {
     max_keys: usize,
-    shards: usize,
+    shards: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
 }
 
 impl MemoryBackendBuilder {
-    /// The most keys kept at once (default [`DEFAULT_MAX_KEYS`]; at least
-    /// one per shard).
+    /// The most keys kept at once (default [`DEFAULT_MAX_KEYS`], at least
+    /// one).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys;
+        self.max_keys = max_keys.max(1);
         self
     }
 
-    /// The number of shards, rounded up to a power of two (default: 64, or
-    /// 4 × the available parallelism if larger).
+    /// The number of shards, rounded up to a power of two (default: 4 ×
+    /// the available parallelism, at least 64, and at most one per 256
+    /// keys of `max_keys`).
     pub fn shards(mut self, shards: usize) -> Self {
-        self.shards = shards.max(1);
+        self.shards = Some(shards.max(1));
         self
     }
 
@@ -229,28 +258,36 @@ impl MemoryBackendBuilder {
 
     /// Builds the backend.
     pub fn build(self) -> MemoryBackend {
-        let shards = self.shards.next_power_of_two();
-        let max_keys = self.max_keys.max(shards);
-        let shard_capacity = max_keys.div_ceil(shards);
-        let hash_keys = random_keys();
+        let shards = self
+            .shards
+            .unwrap_or_else(|| {
+                let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (parallelism * 4)
+                    .max(64)
+                    .min((self.max_keys / MIN_KEYS_PER_SHARD).max(1))
+            })
+            .next_power_of_two();
+        let expected = self.max_keys.div_ceil(shards);
+        // Six standard deviations of a binomial spread over the expected
+        // share, and a little more for small shards: a shard is never full
+        // before the whole table is, short of odds below 10⁻⁹.
+        let margin = 6 * (expected as f64).sqrt().ceil() as usize + 16;
+        let shard_max = (expected + margin).min(self.max_keys);
+        let (k0, k1) = random_keys();
         MemoryBackend {
             inner: Arc::new(Inner {
                 shards: (0..shards)
-                    .map(|_| {
-                        Mutex::new(Shard {
-                            earliest_idle: u64::MAX,
-                            next_sweep_len: MIN_SWEEP_LEN,
-                            ..Shard::default()
-                        })
-                    })
+                    .map(|_| Padded(Mutex::new(Shard::new(shard_max))))
                     .collect(),
-                shard_mask: shards - 1,
-                shard_capacity,
-                max_keys,
+                shard_mask: shards as u64 - 1,
+                shard_max,
+                max_keys: self.max_keys,
+                stored: AtomicUsize::new(0),
+                evictions: AtomicU64::new(0),
                 clock: self
                     .clock
                     .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
-                hash_keys,
+                hasher: SipHasher13::new_with_keys(k0, k1),
                 warned_full: AtomicBool::new(false),
             }),
         }
@@ -297,10 +334,9 @@ impl MemoryBackend {
 
     /// A builder.
     pub fn builder() -> MemoryBackendBuilder {
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         MemoryBackendBuilder {
             max_keys: DEFAULT_MAX_KEYS,
-            shards: (parallelism * 4).max(64),
+            shards: None,
             clock: None,
         }
     }
@@ -310,9 +346,10 @@ impl MemoryBackend {
         self.inner.max_keys
     }
 
-    /// How many keys are stored now (idle ones included until swept).
+    /// How many keys are stored now (idle ones included until they are
+    /// swept or replaced).
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+        self.inner.stored.load(Ordering::Relaxed)
     }
 
     /// Whether no key is stored.
@@ -320,11 +357,44 @@ impl MemoryBackend {
         self.len() == 0
     }
 
+    /// How many keys that were not idle have been forgotten to make room
+    /// for newcomers since the backend was built. Zero while the table has
+    /// never been full of live keys; if it grows steadily, raise
+    /// [`max_keys`](MemoryBackendBuilder::max_keys).
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the shards' tables (the keys' memory, without the
+    /// logs of [`Algorithm::SlidingWindowLog`]).
+    pub fn allocated_bytes(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                let s = lock(&s.0);
+                s.gcra.allocated_bytes() + s.wide.allocated_bytes()
+            })
+            .sum()
+    }
+
     /// Drops every idle key now; returns how many. Never needed for
-    /// correctness or for the bound; useful before measuring memory.
+    /// correctness or for the bound (a full table replaces idle keys
+    /// first); useful before measuring memory. Reads every key: call it
+    /// from a maintenance task, not per request.
     pub fn sweep(&self) -> usize {
-        let now = self.inner.clock.now().as_u64();
-        self.inner.shards.iter().map(|s| lock(s).sweep(now)).sum()
+        self.sweep_at(self.inner.clock.now().as_u64())
+    }
+
+    fn sweep_at(&self, now: u64) -> usize {
+        let dropped = self
+            .inner
+            .shards
+            .iter()
+            .map(|s| lock(&s.0).sweep(now))
+            .sum();
+        self.inner.stored.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
     }
 
     /// The backend's current time.
@@ -356,7 +426,7 @@ impl MemoryBackend {
         let mut decisions: SmallVec<[Decision; 2]> = SmallVec::new();
         let mut allowed = true;
         for limit in set.limits() {
-            let mut slot = self.slot(limit);
+            let slot = self.slot(limit);
             let algorithm = limit.policy.algorithm();
             let quota = limit.policy.quota();
             let input = Input {
@@ -364,15 +434,16 @@ impl MemoryBackend {
                 cost: limit.cost,
                 key_hash: key_hash(limit),
             };
-            let mut shard = lock(&self.inner.shards[slot.shard]);
-            if limit.cost > 0 {
-                self.admit_new_key(&mut shard, &mut slot, now.as_u64());
-            }
+            let mut shard = lock(&self.inner.shards[slot.shard].0);
             let state = shard.state(slot.fp, slot.narrow);
             let (d, next) = algorithm.force(quota, &state, input);
             if limit.cost > 0 {
+                if !shard.contains(slot.fp, slot.narrow) {
+                    self.make_room(&mut shard, slot.fp, now.as_u64());
+                }
                 let idle_at = now.saturating_add(d.reset_after).as_u64();
                 shard.write(slot.fp, slot.narrow, Commit::Replace(next), idle_at);
+                shard.mark(slot.fp, slot.narrow, !d.allowed);
             }
             drop(shard);
             allowed &= d.allowed || limit.policy.is_shadow();
@@ -388,13 +459,9 @@ impl MemoryBackend {
     /// decisions [`peek_at`](Self::peek_at) gives at `at` afterwards.
     ///
     /// A refund never creates a key: a key that is not stored (never
-    /// counted, forgotten by [`reset`](Backend::reset), or swept once
-    /// idle) has nothing to give back and stays absent. A refund only
-    /// shortens the time until a key is idle, and keeps the instant at
-    /// which it was due to be swept (like a Redis TTL). Units that a full
-    /// table counted in a policy's shared overflow bucket are not
-    /// refunded: the refund cannot tell them from a swept key's, and a
-    /// lost refund only makes the limiter stricter.
+    /// counted, forgotten by [`reset`](Backend::reset), swept once idle or
+    /// replaced by a newcomer in a full table) has nothing to give back and
+    /// stays absent. A lost refund only makes the limiter stricter.
     pub fn refund_at(&self, set: &LimitSet, at: Nanos) -> Outcome {
         for limit in set.limits() {
             if limit.cost == 0 {
@@ -408,23 +475,19 @@ impl MemoryBackend {
                 cost: limit.cost,
                 key_hash: key_hash(limit),
             };
-            let mut shard = lock(&self.inner.shards[slot.shard]);
+            let mut shard = lock(&self.inner.shards[slot.shard].0);
             if slot.narrow {
-                let refunded = shard.gcra.get_mut(&slot.fp).map(|tat| {
+                if let Some(i) = shard.gcra.find(slot.fp) {
+                    let tat = shard.gcra.value_mut(i);
                     let state = State::Gcra {
                         tat: Nanos::new(*tat),
                     };
                     if let State::Gcra { tat: next } = algorithm.refund(quota, &state, input) {
                         *tat = next.as_u64();
                     }
-                    *tat
-                });
-                // The TAT is the key's idle instant: it moved earlier, so
-                // the shard's lower bound on idle instants must follow.
-                if let Some(tat) = refunded {
-                    shard.note_idle_at(tat);
                 }
-            } else if let Some(stored) = shard.wide.get_mut(&slot.fp) {
+            } else if let Some(i) = shard.wide.find(slot.fp) {
+                let stored = shard.wide.value_mut(i);
                 stored.state = algorithm.refund(quota, &stored.state, input);
             }
         }
@@ -432,66 +495,65 @@ impl MemoryBackend {
     }
 
     fn fingerprint(&self, limit: &Limit) -> u64 {
-        let (k0, k1) = self.inner.hash_keys;
-        let mut h = SipHasher13::new_with_keys(k0, k1);
-        h.write_u64(limit.policy.id());
-        h.write(limit.key.as_bytes());
-        h.finish()
-    }
-
-    fn overflow_fingerprint(&self, limit: &Limit) -> u64 {
-        let overflow = Limit {
-            policy: limit.policy.clone(),
-            key: Key::from_bytes(b"\xfe\xfftollgate-overflow"),
-            cost: limit.cost,
+        let key = limit.key.as_bytes();
+        let id = limit.policy.id().to_le_bytes();
+        let mut buf = [0u8; 48];
+        let hash = if key.len() <= buf.len() - id.len() {
+            // One call on one buffer: no streaming state for short keys.
+            buf[..id.len()].copy_from_slice(&id);
+            buf[id.len()..id.len() + key.len()].copy_from_slice(key);
+            self.inner.hasher.hash(&buf[..id.len() + key.len()])
+        } else {
+            let mut h = self.inner.hasher;
+            h.write(&id);
+            h.write(key);
+            h.finish()
         };
-        self.fingerprint(&overflow)
+        fingerprint_from_hash(hash)
     }
 
+    #[inline]
     fn slot<'a>(&self, limit: &'a Limit) -> Slotted<'a> {
         let fp = self.fingerprint(limit);
         Slotted {
             limit,
             fp,
-            shard: shard_of(fp, self.inner.shard_mask),
+            // The low bits: a table's home slot comes from the high ones.
+            shard: (fp & self.inner.shard_mask) as usize,
             narrow: limit.policy.algorithm() == Algorithm::Gcra,
         }
     }
 
-    /// Makes room for `slot` in its (locked) shard, or redirects it to the
-    /// policy's overflow bucket when the shard is full of live keys.
-    fn admit_new_key(&self, shard: &mut Shard, slot: &mut Slotted<'_>, now: u64) {
-        if shard.contains(slot.fp, slot.narrow) {
-            return;
-        }
-        let len = shard.len();
-        if len >= shard.next_sweep_len && len < self.inner.shard_capacity {
-            shard.sweep(now);
-        }
-        if shard.len() < self.inner.shard_capacity {
-            return;
-        }
-        if now >= shard.earliest_idle
-            && now.saturating_sub(shard.last_sweep) >= FULL_SWEEP_INTERVAL.as_u64()
-        {
-            shard.sweep(now);
-            if shard.len() < self.inner.shard_capacity {
+    /// Makes room in `shard` (locked) for the absent key `fp`: a free seat
+    /// below the bound, else the place of the key that gains least from
+    /// being forgotten.
+    fn make_room(&self, shard: &mut Shard, fp: u64, now: u64) {
+        let stored = &self.inner.stored;
+        if shard.len() < self.inner.shard_max {
+            if stored.fetch_add(1, Ordering::Relaxed) < self.inner.max_keys {
                 return;
             }
+            stored.fetch_sub(1, Ordering::Relaxed);
         }
-        if !self.inner.warned_full.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                max_keys = self.inner.max_keys,
-                "tollgate: the in-memory backend is full of active keys; new keys now share one \
-                 overflow bucket per policy until some go idle. Raise MemoryBackend::builder().max_keys() \
-                 if this is not a flood."
-            );
+        let Some((narrow, victim)) = shard.victim(fp, now) else {
+            // Nothing here to forget (a tiny bound over many shards): the
+            // bound is exceeded by at most one key per shard.
+            stored.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        shard.remove(narrow, victim.index);
+        if victim.idle_at > now {
+            self.inner.evictions.fetch_add(1, Ordering::Relaxed);
+            if !self.inner.warned_full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max_keys = self.inner.max_keys,
+                    "tollgate: the in-memory backend is full of active keys; each new key now \
+                     replaces the one closest to going idle (never a client being limited while \
+                     another can go). Raise MemoryBackend::builder().max_keys() if this is not \
+                     a flood."
+                );
+            }
         }
-        // The overflow bucket lives in the same shard so the lock we hold
-        // covers it; it may exceed the capacity by one per policy.
-        let overflow = self.overflow_fingerprint(slot.limit);
-        slot.fp = (overflow & !((self.inner.shard_mask as u64) << SHARD_SHIFT))
-            | ((slot.shard as u64) << SHARD_SHIFT);
     }
 
     fn run(&self, set: &LimitSet, now: Nanos, mode: Mode) -> Outcome {
@@ -504,65 +566,60 @@ impl MemoryBackend {
     }
 
     /// The common case: one limit, one shard lock, no allocation.
+    #[inline]
     fn run_one(&self, limit: &Limit, now: Nanos, mode: Mode) -> Outcome {
-        let mut slot = self.slot(limit);
-        let mut shard = lock(&self.inner.shards[slot.shard]);
+        let slot = self.slot(limit);
+        let mut shard = lock(&self.inner.shards[slot.shard].0);
         if mode == Mode::Reset {
-            forget(&mut shard, &slot);
+            self.forget(&mut shard, &slot);
             drop(shard);
             return self.run_one(limit, now, Mode::Peek);
         }
-        let key_hash = key_hash(limit);
         let algorithm = limit.policy.algorithm();
         let quota = limit.policy.quota();
         let input = Input {
             now,
             cost: limit.cost,
-            key_hash,
+            key_hash: key_hash(limit),
         };
         if mode == Mode::Peek {
             let state = shard.state(slot.fp, slot.narrow);
             drop(shard);
-            let mut decisions = SmallVec::new();
             let d = peek_decision(algorithm, quota, &state, input);
-            let allowed = d.allowed || limit.policy.is_shadow();
-            decisions.push(d);
-            return Outcome::new(decisions, allowed);
+            return Outcome::one(d, d.allowed || limit.policy.is_shadow());
         }
         // Known key: one lookup, updated in place.
         let known = if slot.narrow {
-            shard.gcra.get_mut(&slot.fp).map(|tat| {
-                let (d, commit) = algorithm.check(
-                    quota,
-                    &State::Gcra {
-                        tat: Nanos::new(*tat),
-                    },
-                    input,
-                );
+            shard.gcra.find(slot.fp).map(|i| {
+                let tat = shard.gcra.value_mut(i);
+                let state = State::Gcra {
+                    tat: Nanos::new(*tat),
+                };
+                let (d, commit) = algorithm.check(quota, &state, input);
                 if let Some(Commit::Replace(State::Gcra { tat: next })) = commit {
                     *tat = next.as_u64();
                 }
+                shard.gcra.mark(i, !d.allowed);
                 d
             })
         } else {
-            shard.wide.get_mut(&slot.fp).map(|stored| {
+            shard.wide.find(slot.fp).map(|i| {
+                let stored = shard.wide.value_mut(i);
                 let (d, commit) = algorithm.check(quota, &stored.state, input);
                 if let Some(commit) = commit {
                     stored.state.apply(commit);
                     stored.idle_at = now.saturating_add(d.reset_after).as_u64();
                 }
+                shard.wide.mark(i, !d.allowed);
                 d
             })
         };
-        // Updates only move a key's idle instant later, so the shard's
-        // lower bound on it stays valid without being touched.
         let decision = match known {
             Some(d) => d,
             None => {
-                self.admit_new_key(&mut shard, &mut slot, now.as_u64());
-                let state = shard.state(slot.fp, slot.narrow);
-                let (d, commit) = algorithm.check(quota, &state, input);
+                let (d, commit) = algorithm.check(quota, &State::Fresh, input);
                 if let Some(commit) = commit {
+                    self.make_room(&mut shard, slot.fp, now.as_u64());
                     let idle_at = now.saturating_add(d.reset_after).as_u64();
                     shard.write(slot.fp, slot.narrow, commit, idle_at);
                 }
@@ -570,37 +627,28 @@ impl MemoryBackend {
             }
         };
         drop(shard);
-        let allowed = decision.allowed || limit.policy.is_shadow();
-        let mut decisions = SmallVec::new();
-        decisions.push(decision);
-        Outcome::new(decisions, allowed)
+        Outcome::one(decision, decision.allowed || limit.policy.is_shadow())
     }
 
     /// Several limits: lock their shards in index order (no deadlock),
     /// decide all on tentative copies, write back only if the set passes.
     fn run_many(&self, limits: &[Limit], now: Nanos, mode: Mode) -> Outcome {
-        let mut slots: SmallVec<[Slotted<'_>; 4]> = limits.iter().map(|l| self.slot(l)).collect();
+        let slots: SmallVec<[Slotted<'_>; 4]> = limits.iter().map(|l| self.slot(l)).collect();
         let mut order: SmallVec<[usize; 4]> = slots.iter().map(|s| s.shard).collect();
         order.sort_unstable();
         order.dedup();
-        let mut guards: SmallVec<[(usize, MutexGuard<'_, Shard>); 4]> = order
+        let mut guards: SmallVec<[MutexGuard<'_, Shard>; 4]> = order
             .iter()
-            .map(|&i| (i, lock(&self.inner.shards[i])))
+            .map(|&i| lock(&self.inner.shards[i].0))
             .collect();
         let guard_of = |shard: usize| order.binary_search(&shard).unwrap_or(0);
 
         if mode == Mode::Reset {
             for slot in &slots {
-                forget(&mut guards[guard_of(slot.shard)].1, slot);
+                self.forget(&mut guards[guard_of(slot.shard)], slot);
             }
             drop(guards);
             return self.run_many(limits, now, Mode::Peek);
-        }
-        if mode == Mode::Acquire {
-            for slot in slots.iter_mut() {
-                let g = &mut guards[guard_of(slot.shard)].1;
-                self.admit_new_key(g, slot, now.as_u64());
-            }
         }
 
         // Tentative states, so a key that appears twice sees its own first
@@ -609,7 +657,7 @@ impl MemoryBackend {
         let mut decisions: SmallVec<[Decision; 2]> = SmallVec::new();
         let mut allowed = true;
         for slot in &slots {
-            let g = &guards[guard_of(slot.shard)].1;
+            let g = &guards[guard_of(slot.shard)];
             let pos = tentative
                 .iter()
                 .position(|t| t.fp == slot.fp && t.narrow == slot.narrow);
@@ -643,6 +691,7 @@ impl MemoryBackend {
                     }
                     None => tentative.push(Tentative {
                         fp: slot.fp,
+                        shard: slot.shard,
                         narrow: slot.narrow,
                         state: next,
                         idle_at,
@@ -651,21 +700,41 @@ impl MemoryBackend {
             }
             decisions.push(d);
         }
-        if allowed && mode == Mode::Acquire {
-            for t in tentative {
-                let shard = shard_of(t.fp, self.inner.shard_mask);
-                let g = &mut guards[guard_of(shard)].1;
-                g.write(t.fp, t.narrow, Commit::Replace(t.state), t.idle_at);
+        if mode == Mode::Acquire {
+            if allowed {
+                for t in tentative {
+                    let g = &mut guards[guard_of(t.shard)];
+                    if !g.contains(t.fp, t.narrow) {
+                        self.make_room(g, t.fp, now.as_u64());
+                    }
+                    g.write(t.fp, t.narrow, Commit::Replace(t.state), t.idle_at);
+                }
+            }
+            for (slot, d) in slots.iter().zip(&decisions) {
+                guards[guard_of(slot.shard)].mark(slot.fp, slot.narrow, !d.allowed);
             }
         }
         drop(guards);
         Outcome::new(decisions, allowed)
+    }
+
+    fn forget(&self, shard: &mut Shard, slot: &Slotted<'_>) {
+        let index = if slot.narrow {
+            shard.gcra.find(slot.fp)
+        } else {
+            shard.wide.find(slot.fp)
+        };
+        if let Some(i) = index {
+            shard.remove(slot.narrow, i);
+            self.inner.stored.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// A state decided but not yet written (multi-limit sets).
 struct Tentative {
     fp: u64,
+    shard: usize,
     narrow: bool,
     state: State,
     idle_at: u64,
@@ -676,14 +745,6 @@ enum Mode {
     Acquire,
     Peek,
     Reset,
-}
-
-fn forget(shard: &mut Shard, slot: &Slotted<'_>) {
-    if slot.narrow {
-        shard.gcra.remove(&slot.fp);
-    } else {
-        shard.wide.remove(&slot.fp);
-    }
 }
 
 /// The stable key hash, only computed when the algorithm needs it.
