@@ -3,7 +3,9 @@
 //! `instructions http N` sends N requests through an axum router with
 //! `RateLimitLayer::new` (routes built once, as served), `instructions bare
 //! N` the same router without the layer, `instructions check N` makes N
-//! `Limiter::check`s of one key. Per request: the difference between two
+//! `Limiter::check`s of one key, `instructions backend N KEYS` makes N
+//! `MemoryBackend::acquire`s over KEYS client addresses (GCRA, every one
+//! allowed), the bare check of `benches/algorithms.rs`. Per request: the difference between two
 //! counts (say N = 2,000 and 6,000) over the difference in N, so set-up
 //! cancels out.
 //!
@@ -63,7 +65,26 @@ fn main() {
                     std::hint::black_box(res);
                 }
             }
-            _ => eprintln!("usage: instructions http|bare|check N"),
+            "backend" => {
+                use std::sync::Arc;
+                use tollgate::backend::{Acquire, Backend, MemoryBackend};
+                use tollgate::key::Key;
+                use tollgate::policy::{LimitSet, Policy};
+                let keys: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+                let quota = Quota::new(u64::from(u32::MAX), std::time::Duration::from_secs(1));
+                let policy = Arc::new(Policy::new("bench", quota));
+                let backend = MemoryBackend::builder().max_keys(2_000_000).build();
+                let mut allowed = 0u64;
+                for i in 0..n {
+                    let ip = std::net::Ipv4Addr::from(0x0a00_0000 + (i as u32 % keys));
+                    let set = LimitSet::single(policy.clone(), Key::from_ip(ip.into()), 1);
+                    if let Acquire::Ready(Ok(outcome)) = backend.acquire(&set) {
+                        allowed += u64::from(outcome.allowed());
+                    }
+                }
+                assert_eq!(allowed, n, "every check is allowed");
+            }
+            _ => eprintln!("usage: instructions http|bare|check N | backend N KEYS"),
         }
     });
 }

@@ -15,13 +15,27 @@ use crate::quota::Quota;
 use crate::time::Nanos;
 
 pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
-    let t = quota.emission_interval().as_u64().max(1);
-    let capacity = mul(quota.burst(), t);
-    let now = input.now.as_u64();
     let stored = match state {
         State::Gcra { tat } => tat.as_u64(),
         _ => 0,
     };
+    let (decision, next) = check_tat(quota, stored, input);
+    let commit = next.map(|tat| {
+        Commit::Replace(State::Gcra {
+            tat: Nanos::new(tat),
+        })
+    });
+    (decision, commit)
+}
+
+/// [`check`] on the bare TAT (0 for a fresh key), returning the TAT to
+/// store, if any: the memory backend's fast path, inlined into it so the
+/// decision never makes a round trip through memory.
+#[inline]
+pub(crate) fn check_tat(quota: &Quota, stored: u64, input: Input) -> (Decision, Option<u64>) {
+    let t = quota.emission_interval().as_u64().max(1);
+    let capacity = mul(quota.burst(), t);
+    let now = input.now.as_u64();
     let tat = stored.max(now);
     let increment = mul(input.cost, t);
     let new_tat = tat.saturating_add(increment);
@@ -29,12 +43,7 @@ pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Op
     if new_tat - now <= capacity {
         let remaining = (capacity - (new_tat - now)) / t;
         let decision = Decision::allow(limit, remaining, Nanos::new(new_tat - now));
-        let commit = (input.cost > 0).then(|| {
-            Commit::Replace(State::Gcra {
-                tat: Nanos::new(new_tat),
-            })
-        });
-        (decision, commit)
+        (decision, (input.cost > 0).then_some(new_tat))
     } else {
         let remaining = capacity.saturating_sub(tat - now) / t;
         let retry = (increment <= capacity).then(|| Nanos::new(new_tat - capacity - now));

@@ -10,7 +10,7 @@
 //! written.
 
 mod fixed_window;
-mod gcra;
+pub(crate) mod gcra;
 mod leaky_bucket;
 mod sliding_log;
 mod sliding_window;

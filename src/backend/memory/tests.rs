@@ -290,8 +290,9 @@ fn concurrent_sets_spanning_shards_never_deadlock_and_stay_all_or_nothing() {
     assert_eq!(b.peek_at(&c_only, at_secs(0)).decisions()[0].remaining, 200);
 }
 
+#[cfg(feature = "test-util")]
 #[tokio::test(start_paused = true)]
-async fn the_default_clock_follows_paused_tokio_time() {
+async fn the_default_clock_follows_paused_tokio_time_with_test_util() {
     let b = MemoryBackend::new();
     let p = policy("p", Quota::per_second(1));
     let set = LimitSet::single(p, Key::from("k"), 1);
