@@ -15,12 +15,12 @@
 //! **Bounded, and fair when full.** At most `max_keys` keys (default
 //! [`DEFAULT_MAX_KEYS`]), counted across shards, so an uneven spread never
 //! turns a newcomer away below the bound. At the bound, a newcomer takes the
-//! place of the stored key that gains least from being forgotten: among 16
-//! keys sampled from its shard (at a position the newcomer's keyed
-//! fingerprint picks), an idle one if any (it loses nothing), else one
+//! place of the stored key that gains least from being forgotten: among 32
+//! keys sampled from its shard (around the slot the newcomer's keyed
+//! fingerprint picks for it), an idle one if any (it loses nothing), else one
 //! whose last check passed, closest to going idle; a key whose last check
 //! was denied goes only when every sampled key was denied too. The cost is
-//! bounded per request (at most 64 slots read per table), with no sweep
+//! bounded per request (at most 128 slots read per table), with no sweep
 //! and no background task.
 //!
 //! **What a forgotten client gains.** Its next request starts from a fresh
@@ -53,7 +53,7 @@ use table::{fingerprint_from_hash, Candidate, Idle, Table};
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
 /// Keys read per table when choosing one to forget.
-const EVICTION_SAMPLES: usize = 16;
+const EVICTION_SAMPLES: usize = 32;
 
 /// Keys a shard is expected to hold at least, when the shard count is not
 /// set: fewer, larger shards for small bounds.
@@ -191,11 +191,16 @@ impl Shard {
 
     /// The key to forget to make room for `fp`, if the shard holds any.
     fn victim(&self, fp: u64, now: u64) -> Option<(bool, Candidate)> {
-        // The newcomer's keyed fingerprint picks where to sample: a client
-        // cannot steer it.
-        let start = (fp >> 7) as usize;
-        let narrow = self.gcra.sample(start, EVICTION_SAMPLES, now);
-        let wide = self.wide.sample(start, EVICTION_SAMPLES, now);
+        // Sample where the newcomer will live: the slot its keyed
+        // fingerprint picks (a client cannot steer it), so that room is
+        // made where keys are added and no region fills up with the keys
+        // that sampling passes over.
+        let narrow = self
+            .gcra
+            .sample(self.gcra.home_of(fp), EVICTION_SAMPLES, now);
+        let wide = self
+            .wide
+            .sample(self.wide.home_of(fp), EVICTION_SAMPLES, now);
         match (narrow, wide) {
             (Some(n), Some(w)) if w.better_than(&n) => Some((false, w)),
             (Some(n), _) => Some((true, n)),

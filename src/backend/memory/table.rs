@@ -91,6 +91,11 @@ impl<V: Idle> Table<V> {
         (((fp << 1) as u128 * self.slots.len() as u128) >> 64) as usize
     }
 
+    /// Where a probe for `fp` starts (0 in an empty table).
+    pub fn home_of(&self, fp: u64) -> usize {
+        self.home(fp)
+    }
+
     fn next(&self, i: usize) -> usize {
         if i + 1 == self.slots.len() {
             0
@@ -285,6 +290,38 @@ mod tests {
         }
         for i in 0..20 {
             assert_eq!(t.get(same_home(i)).is_some(), ![0, 5, 19, 7].contains(&i));
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_map_through_random_inserts_and_removals() {
+        let mut t: Table<u64> = Table::new(300);
+        let mut model = std::collections::HashMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..200_000u64 {
+            // xorshift: reproducible, spread over the whole range
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = fingerprint_from_hash((x % 400).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            match t.find(key) {
+                Some(i) if step % 2 == 0 => {
+                    assert_eq!(t.remove(i), model.remove(&key).expect("in the model"));
+                }
+                Some(i) => {
+                    *t.value_mut(i) = step;
+                    model.insert(key, step);
+                }
+                None if t.len() < 300 => {
+                    t.insert(key, step);
+                    assert!(model.insert(key, step).is_none(), "lost key");
+                }
+                None => assert!(!model.contains_key(&key), "lost key"),
+            }
+        }
+        assert_eq!(t.len(), model.len());
+        for (k, v) in &model {
+            assert_eq!(t.get(*k), Some(v));
         }
     }
 
