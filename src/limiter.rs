@@ -50,6 +50,27 @@ impl Limiter {
     pub fn new(quota: Quota) -> Result<Self, PolicyError> {
         Limiter::with_policy(Policy::new("default", quota), MemoryBackend::new())
     }
+
+    /// [`check`](Self::check) without a future, for the in-memory backend,
+    /// which never waits: usable from synchronous code and outside a
+    /// runtime, and the fastest check there is (nothing is cloned or
+    /// allocated; see the README's performance section).
+    ///
+    /// ```
+    /// use tollgate::{Limiter, Quota};
+    ///
+    /// let limiter = Limiter::new(Quota::per_minute(2))?;
+    /// assert!(limiter.check_now("job:42", 1).allowed);
+    /// assert!(limiter.check_now("job:42", 1).allowed);
+    /// let third = limiter.check_now("job:42", 1);
+    /// assert!(!third.allowed);
+    /// assert!(third.retry_after.is_some());
+    /// # Ok::<(), tollgate::policy::PolicyError>(())
+    /// ```
+    #[inline]
+    pub fn check_now(&self, key: impl Into<Key>, cost: u64) -> Decision {
+        self.engine.backend().check(&self.policy, &key.into(), cost)
+    }
 }
 
 impl<B: Backend> Limiter<B> {

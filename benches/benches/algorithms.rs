@@ -1,12 +1,15 @@
 //! Nanoseconds per check on the in-memory backend, tollgate vs governor.
 //!
-//! What is measured: one `backend.acquire(&LimitSet::single(policy, key, 1))`
-//! on tollgate's [`MemoryBackend`] for each algorithm, and one
-//! `check_key(&ip)` on governor's keyed limiter (`DefaultKeyedRateLimiter`,
-//! GCRA on a `DashMap`), in the same criterion group so the ratio can be
-//! read off one run. The tollgate [`Key`] is built inside the iteration from
-//! an `IpAddr` (`Key::from_ip`), as the layer does; governor is given the
-//! `IpAddr` itself, as tower_governor and axum-governor do.
+//! What is measured: one `Limiter::check_now(key, 1)` on tollgate's
+//! in-memory limiter for each algorithm (`tollgate/…`), one
+//! `backend.acquire(&LimitSet::single(policy, key, 1))` as the layer makes
+//! it, the policy's `Arc` cloned into the set (`tollgate_limit_set/gcra`),
+//! and one `check_key(&ip)` on governor's keyed limiter
+//! (`DefaultKeyedRateLimiter`, GCRA on a `DashMap`), in the same criterion
+//! group so the ratio can be read off one run. The tollgate [`Key`] is
+//! built inside the iteration from an `IpAddr` (`Key::from_ip`), as the
+//! layer does; governor is given the `IpAddr` itself, as tower_governor and
+//! axum-governor do.
 //!
 //! Groups:
 //! - `check_1_key`, `check_10k_keys`, `check_1M_keys`: one thread, the keys
@@ -14,7 +17,8 @@
 //!   before measuring, so every measured check finds its key stored.
 //! - `check_2_threads_10k_keys_each`: two threads each doing `iters` checks
 //!   on disjoint key sets, reported as wall time / (2 × iters), that is the
-//!   time per check at the two threads' combined throughput.
+//!   time per check at the two threads' combined throughput;
+//!   `check_2_threads_1_hot_key`: the same, both threads on one key.
 //!
 //! Quotas are chosen so that every check is allowed and, with many keys,
 //! every key stays live (not idle) for the whole run: tollgate's backend
@@ -46,7 +50,7 @@ use tollgate::backend::{Acquire, Backend, MemoryBackend};
 use tollgate::key::Key;
 use tollgate::{
     policy::{LimitSet, Policy},
-    Algorithm, Quota,
+    Algorithm, Limiter, Quota,
 };
 
 /// The algorithms benchmarked, with the names used in benchmark ids.
@@ -95,8 +99,9 @@ fn governor_quota(keys: usize) -> GovernorQuota {
     }
 }
 
-/// A tollgate backend and policy for one benchmark.
+/// A tollgate limiter, and its backend and policy, for one benchmark.
 struct Tollgate {
+    limiter: Limiter,
     backend: MemoryBackend,
     policy: Arc<Policy>,
 }
@@ -105,17 +110,27 @@ impl Tollgate {
     fn new(algorithm: Algorithm, keys: usize) -> Self {
         let policy =
             Policy::new("bench", tollgate_quota(algorithm, keys)).with_algorithm(algorithm);
-        policy.validate().expect("the benchmark quota is valid");
+        let backend = MemoryBackend::builder().max_keys(2_000_000).build();
+        let limiter =
+            Limiter::with_policy(policy.clone(), backend.clone()).expect("the quota is valid");
         Tollgate {
-            backend: MemoryBackend::builder().max_keys(2_000_000).build(),
+            limiter,
+            backend,
             policy: Arc::new(policy),
         }
     }
 
-    /// One check, as the layer makes it: key from the IP, a one-limit set,
-    /// the synchronous answer matched without a runtime.
+    /// One check with `Limiter::check_now`: the key built from the IP.
     #[inline]
     fn check(&self, ip: IpAddr) -> bool {
+        self.limiter.check_now(Key::from_ip(ip), 1).allowed
+    }
+
+    /// One check as the layer makes it: a one-limit set (the policy's
+    /// `Arc` cloned into it), the synchronous answer matched without a
+    /// runtime.
+    #[inline]
+    fn check_set(&self, ip: IpAddr) -> bool {
         let set = LimitSet::single(self.policy.clone(), Key::from_ip(ip), 1);
         match self.backend.acquire(&set) {
             Acquire::Ready(Ok(outcome)) => outcome.allowed(),
@@ -154,21 +169,21 @@ fn label(keys: usize) -> &'static str {
     }
 }
 
-/// One thread, `keys` keys cycled: every algorithm, then governor.
+/// One thread, `keys` keys cycled: every algorithm, then governor. Each
+/// table is built and filled the first time its benchmark runs, so a
+/// filter on the command line skips the others' set-up.
 fn single_thread(c: &mut Criterion, keys: usize) {
     let mut group = c.benchmark_group(label(keys));
     for (name, algorithm) in ALGORITHMS {
-        let tollgate = Tollgate::new(algorithm, keys);
-        fill(keys, |ip| tollgate.check(ip));
-        if keys > 1 {
-            eprintln!(
-                "tollgate {name}: {} keys stored before measuring",
-                tollgate.backend.len()
-            );
-        }
+        let mut table: Option<Tollgate> = None;
         let mut denied = 0u64;
         let mut i = 0usize;
         group.bench_function(format!("tollgate/{name}"), |b| {
+            let tollgate = table.get_or_insert_with(|| {
+                let tollgate = Tollgate::new(algorithm, keys);
+                fill(keys, |ip| tollgate.check(ip));
+                tollgate
+            });
             b.iter(|| {
                 let allowed = tollgate.check(black_box(ip(i)));
                 i += 1;
@@ -182,11 +197,36 @@ fn single_thread(c: &mut Criterion, keys: usize) {
         report_denials(&format!("tollgate/{name}/{keys}"), denied);
     }
 
-    let limiter = governor(keys);
-    fill(keys, |ip| limiter.check_key(&ip).is_ok());
+    let mut table: Option<Tollgate> = None;
+    let mut denied = 0u64;
+    let mut i = 0usize;
+    group.bench_function("tollgate_limit_set/gcra", |b| {
+        let tollgate = table.get_or_insert_with(|| {
+            let tollgate = Tollgate::new(Algorithm::Gcra, keys);
+            fill(keys, |ip| tollgate.check_set(ip));
+            tollgate
+        });
+        b.iter(|| {
+            let allowed = tollgate.check_set(black_box(ip(i)));
+            i += 1;
+            if i == keys {
+                i = 0;
+            }
+            denied += u64::from(!allowed);
+            allowed
+        })
+    });
+    report_denials(&format!("tollgate_limit_set/gcra/{keys}"), denied);
+
+    let mut table: Option<DefaultKeyedRateLimiter<IpAddr>> = None;
     let mut denied = 0u64;
     let mut i = 0usize;
     group.bench_function("governor/gcra", |b| {
+        let limiter = table.get_or_insert_with(|| {
+            let limiter = governor(keys);
+            fill(keys, |ip| limiter.check_key(&ip).is_ok());
+            limiter
+        });
         b.iter(|| {
             let allowed = limiter.check_key(&black_box(ip(i))).is_ok();
             i += 1;
@@ -213,25 +253,26 @@ fn check_1m_keys(c: &mut Criterion) {
     single_thread(c, 1_000_000);
 }
 
-/// Two threads doing `iters` checks each on disjoint keys (thread `t` uses
-/// keys `t × KEYS_PER_THREAD ..`); returns wall time / 2, so criterion's
-/// time per iteration is the time per check at the combined throughput.
-fn two_threads<F>(iters: u64, check: &F) -> Duration
+/// Two threads doing `iters` checks each, thread `t` on `key_of(t, i)`;
+/// returns wall time / 2, so criterion's time per iteration is the time
+/// per check at the combined throughput.
+fn two_threads<F, K>(iters: u64, check: &F, key_of: K) -> Duration
 where
     F: Fn(IpAddr) -> bool + Sync,
+    K: Fn(usize, usize) -> IpAddr + Sync,
 {
     let barrier = Barrier::new(3);
     let mut start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..2 {
             let barrier = &barrier;
+            let key_of = &key_of;
             s.spawn(move || {
-                let base = t * KEYS_PER_THREAD;
                 let mut i = 0usize;
                 let mut denied = 0u64;
                 barrier.wait();
                 for _ in 0..iters {
-                    denied += u64::from(!check(black_box(ip(base + i))));
+                    denied += u64::from(!check(black_box(key_of(t, i))));
                     i += 1;
                     if i == KEYS_PER_THREAD {
                         i = 0;
@@ -248,6 +289,16 @@ where
     start.elapsed() / 2
 }
 
+/// Thread `t` on its own keys: `t × KEYS_PER_THREAD ..`.
+fn own_keys(t: usize, i: usize) -> IpAddr {
+    ip(t * KEYS_PER_THREAD + i)
+}
+
+/// Both threads on one key.
+fn hot_key(_: usize, _: usize) -> IpAddr {
+    ip(0)
+}
+
 fn check_2_threads(c: &mut Criterion) {
     let keys = 2 * KEYS_PER_THREAD;
     let mut group = c.benchmark_group("check_2_threads_10k_keys_each");
@@ -256,14 +307,29 @@ fn check_2_threads(c: &mut Criterion) {
     fill(keys, |ip| tollgate.check(ip));
     let check = |ip| tollgate.check(ip);
     group.bench_function("tollgate/gcra", |b| {
-        b.iter_custom(|iters| two_threads(iters, &check))
+        b.iter_custom(|iters| two_threads(iters, &check, own_keys))
     });
 
     let limiter = governor(keys);
     fill(keys, |ip| limiter.check_key(&ip).is_ok());
     let check = |ip| limiter.check_key(&ip).is_ok();
     group.bench_function("governor/gcra", |b| {
-        b.iter_custom(|iters| two_threads(iters, &check))
+        b.iter_custom(|iters| two_threads(iters, &check, own_keys))
+    });
+    group.finish();
+
+    // One hot key shared by both threads: the 1-key quota (a billion per
+    // second), so every check is allowed.
+    let mut group = c.benchmark_group("check_2_threads_1_hot_key");
+    let tollgate = Tollgate::new(Algorithm::Gcra, 1);
+    let check = |ip| tollgate.check(ip);
+    group.bench_function("tollgate/gcra", |b| {
+        b.iter_custom(|iters| two_threads(iters, &check, hot_key))
+    });
+    let limiter = governor(1);
+    let check = |ip| limiter.check_key(&ip).is_ok();
+    group.bench_function("governor/gcra", |b| {
+        b.iter_custom(|iters| two_threads(iters, &check, hot_key))
     });
     group.finish();
 }

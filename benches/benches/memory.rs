@@ -10,16 +10,17 @@
 //! Each case runs in its own child process (this binary re-executes itself
 //! with `--case NAME`), so one case's freed memory cannot hide in another's
 //! figure:
-//! - `tollgate_gcra`: `MemoryBackend` (max_keys 2,000,000), GCRA, keys built
+//! - `tollgate_gcra`: `MemoryBackend::new()` (its default bound, 1,000,000
+//!   keys, so the table holds exactly its bound), GCRA, keys built
 //!   with `Key::from_ip` as the layer does;
 //! - `governor`: `governor::DefaultKeyedRateLimiter<IpAddr>` (GCRA on a
 //!   `DashMap`), the store under tower_governor and axum-governor;
 //! - `tollgate_sliding_window`: tollgate with `Algorithm::SlidingWindow`, for
 //!   information (the non-GCRA algorithms keep wider state).
 //!
-//! The quota is one request per minute, so every key is still live (not
-//! idle, hence not swept) when the memory is read; each case checks that
-//! its table holds exactly 1,000,000 keys.
+//! The quota is one request per hour, so every key is still live (none
+//! idle, none replaced) when the memory is read; each case checks that its
+//! table holds exactly 1,000,000 keys.
 //!
 //! Run: `cargo bench -p tollgate-benches --bench memory` (plain `main`, not
 //! criterion; Linux only, as it reads `/proc`).
@@ -74,8 +75,9 @@ fn rss_bytes() -> Result<u64, String> {
 /// Inserts `KEYS` keys into tollgate's backend with `algorithm`; returns the
 /// resident bytes per key.
 fn tollgate_case(algorithm: Algorithm) -> Result<f64, String> {
-    let backend = MemoryBackend::builder().max_keys(2_000_000).build();
-    let policy = Policy::new("bench", Quota::per_minute(1)).with_algorithm(algorithm);
+    // The default bound (1,000,000): the table holds exactly its bound.
+    let backend = MemoryBackend::new();
+    let policy = Policy::new("bench", Quota::per_hour(1)).with_algorithm(algorithm);
     policy.validate().map_err(|e| e.to_string())?;
     let policy = Arc::new(policy);
     let before = rss_bytes()?;
@@ -91,8 +93,11 @@ fn tollgate_case(algorithm: Algorithm) -> Result<f64, String> {
     }
     let after = rss_bytes()?;
     let stored = backend.len();
-    if stored != KEYS {
-        return Err(format!("the backend holds {stored} keys, not {KEYS}"));
+    if stored != KEYS || backend.evictions() != 0 {
+        return Err(format!(
+            "the backend holds {stored} keys, not {KEYS}, after {} evictions",
+            backend.evictions()
+        ));
     }
     Ok(per_key(before, after))
 }
@@ -100,7 +105,7 @@ fn tollgate_case(algorithm: Algorithm) -> Result<f64, String> {
 /// Inserts `KEYS` keys into governor's keyed limiter; returns the resident
 /// bytes per key.
 fn governor_case() -> Result<f64, String> {
-    let quota = governor::Quota::per_minute(NonZeroU32::MIN);
+    let quota = governor::Quota::per_hour(NonZeroU32::MIN);
     let limiter: governor::DefaultKeyedRateLimiter<IpAddr> = governor::RateLimiter::keyed(quota);
     let before = rss_bytes()?;
     for i in 0..KEYS {

@@ -240,10 +240,11 @@ impl Tracker {
 /// ```
 /// use std::time::Duration;
 /// use tollgate::backend::{CircuitBreaker, CircuitState};
+/// use tollgate::time::{ManualClock, Nanos};
 ///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// tokio::time::pause();
+/// let clock = ManualClock::starting_at(Nanos::ZERO);
 /// let breaker = CircuitBreaker::builder()
+///     .clock(clock.clone())
 ///     .failure_threshold(2)
 ///     .backoff(Duration::from_secs(1), Duration::from_secs(30))
 ///     .jitter_percent(0)
@@ -256,14 +257,13 @@ impl Tracker {
 /// assert_eq!(breaker.state(), CircuitState::Open);
 /// assert!(breaker.try_call().is_none(), "open: no call is made");
 ///
-/// tokio::time::advance(Duration::from_secs(1)).await;
+/// clock.advance(Duration::from_secs(1));
 /// let probe = breaker.try_call().expect("after the backoff: one probe");
 /// assert!(probe.is_probe());
 /// assert_eq!(breaker.state(), CircuitState::HalfOpen);
 /// assert!(breaker.try_call().is_none(), "only one probe at a time");
 /// probe.success();
 /// assert_eq!(breaker.state(), CircuitState::Closed);
-/// # }
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreaker {

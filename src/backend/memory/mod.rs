@@ -37,7 +37,8 @@ use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
 use super::{Acquire, Backend, Outcome};
-use crate::policy::{Limit, LimitSet};
+use crate::key::Key;
+use crate::policy::{Limit, LimitSet, Policy};
 use crate::time::{Clock, MonotonicClock, Nanos};
 use crate::{
     algorithm::{gcra, Commit, Input, State},
@@ -323,7 +324,9 @@ impl std::fmt::Debug for MemoryBackend {
 
 /// Where one limit's state lives.
 struct Slotted<'a> {
-    limit: &'a Limit,
+    policy: &'a Policy,
+    key: &'a Key,
+    cost: u64,
     fp: u64,
     shard: usize,
     narrow: bool,
@@ -436,7 +439,7 @@ impl MemoryBackend {
             let input = Input {
                 now,
                 cost: limit.cost,
-                key_hash: key_hash(limit),
+                key_hash: key_hash(&limit.policy, &limit.key),
             };
             let mut shard = lock(&self.inner.shards[slot.shard].0);
             let state = shard.state(slot.fp, slot.narrow);
@@ -477,7 +480,7 @@ impl MemoryBackend {
             let input = Input {
                 now: at,
                 cost: limit.cost,
-                key_hash: key_hash(limit),
+                key_hash: key_hash(&limit.policy, &limit.key),
             };
             let mut shard = lock(&self.inner.shards[slot.shard].0);
             if slot.narrow {
@@ -505,21 +508,28 @@ impl MemoryBackend {
     /// differ by what the ids do: the 2⁻⁶⁴ odds of any pair, unguessable
     /// without the backend's random keys.
     #[inline]
-    fn fingerprint(&self, limit: &Limit) -> u64 {
-        let key = self.inner.hasher.hash(limit.key.as_bytes());
-        let policy = limit.policy.id().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    fn fingerprint(&self, policy: &Policy, key: &Key) -> u64 {
+        let key = self.inner.hasher.hash(key.as_bytes());
+        let policy = policy.id().wrapping_mul(0x9e37_79b9_7f4a_7c15);
         fingerprint_from_hash(key ^ policy)
     }
 
     #[inline]
     fn slot<'a>(&self, limit: &'a Limit) -> Slotted<'a> {
-        let fp = self.fingerprint(limit);
+        self.slot_of(&limit.policy, &limit.key, limit.cost)
+    }
+
+    #[inline]
+    fn slot_of<'a>(&self, policy: &'a Policy, key: &'a Key, cost: u64) -> Slotted<'a> {
+        let fp = self.fingerprint(policy, key);
         Slotted {
-            limit,
+            policy,
+            key,
+            cost,
             fp,
             // The low bits: a table's home slot comes from the high ones.
             shard: (fp & self.inner.shard_mask) as usize,
-            narrow: limit.policy.algorithm() == Algorithm::Gcra,
+            narrow: policy.algorithm() == Algorithm::Gcra,
         }
     }
 
@@ -569,24 +579,49 @@ impl MemoryBackend {
     #[inline]
     fn run_one(&self, limit: &Limit, now: Nanos, mode: Mode) -> Outcome {
         let slot = self.slot(limit);
+        let decision = self.decide_one(&slot, now, mode);
+        Outcome::one(decision, decision.allowed || limit.policy.is_shadow())
+    }
+
+    /// Checks one key of one policy now, synchronously, on borrowed
+    /// values: no [`LimitSet`] to build, nothing to clone. The decision
+    /// is the policy's own (a shadow policy's denial is reported as a
+    /// denial; [`Backend::acquire`] lets it pass).
+    ///
+    /// ```
+    /// use tollgate::{Quota, backend::MemoryBackend, key::Key, policy::Policy};
+    ///
+    /// let backend = MemoryBackend::new();
+    /// let policy = Policy::new("api", Quota::per_second(1));
+    /// let key = Key::from("alice");
+    /// assert!(backend.check(&policy, &key, 1).allowed);
+    /// assert!(!backend.check(&policy, &key, 1).allowed);
+    /// ```
+    #[inline]
+    pub fn check(&self, policy: &Policy, key: &Key, cost: u64) -> Decision {
+        let slot = self.slot_of(policy, key, cost);
+        self.decide_one(&slot, self.inner.clock.now(), Mode::Acquire)
+    }
+
+    #[inline]
+    fn decide_one(&self, slot: &Slotted<'_>, now: Nanos, mode: Mode) -> Decision {
         let mut shard = lock(&self.inner.shards[slot.shard].0);
         if mode == Mode::Reset {
-            self.forget(&mut shard, &slot);
+            self.forget(&mut shard, slot);
             drop(shard);
-            return self.run_one(limit, now, Mode::Peek);
+            return self.decide_one(slot, now, Mode::Peek);
         }
-        let algorithm = limit.policy.algorithm();
-        let quota = limit.policy.quota();
+        let algorithm = slot.policy.algorithm();
+        let quota = slot.policy.quota();
         let input = Input {
             now,
-            cost: limit.cost,
-            key_hash: key_hash(limit),
+            cost: slot.cost,
+            key_hash: key_hash(slot.policy, slot.key),
         };
         if mode == Mode::Peek {
             let state = shard.state(slot.fp, slot.narrow);
             drop(shard);
-            let d = peek_decision(algorithm, quota, &state, input);
-            return Outcome::one(d, d.allowed || limit.policy.is_shadow());
+            return peek_decision(algorithm, quota, &state, input);
         }
         // Known key: one lookup, updated in place.
         let known = if slot.narrow {
@@ -611,7 +646,7 @@ impl MemoryBackend {
                 d
             })
         };
-        let decision = match known {
+        match known {
             Some(d) => d,
             None => {
                 let (d, commit) = algorithm.check(quota, &State::Fresh, input);
@@ -622,9 +657,7 @@ impl MemoryBackend {
                 }
                 d
             }
-        };
-        drop(shard);
-        Outcome::one(decision, decision.allowed || limit.policy.is_shadow())
+        }
     }
 
     /// Several limits: lock their shards in index order (no deadlock),
@@ -664,19 +697,19 @@ impl MemoryBackend {
             };
             let input = Input {
                 now,
-                cost: slot.limit.cost,
-                key_hash: key_hash(slot.limit),
+                cost: slot.cost,
+                key_hash: key_hash(slot.policy, slot.key),
             };
-            let algorithm = slot.limit.policy.algorithm();
-            let quota = slot.limit.policy.quota();
+            let algorithm = slot.policy.algorithm();
+            let quota = slot.policy.quota();
             if mode == Mode::Peek {
                 let d = peek_decision(algorithm, quota, &state, input);
-                allowed &= d.allowed || slot.limit.policy.is_shadow();
+                allowed &= d.allowed || slot.policy.is_shadow();
                 decisions.push(d);
                 continue;
             }
             let (d, commit) = algorithm.check(quota, &state, input);
-            allowed &= d.allowed || slot.limit.policy.is_shadow();
+            allowed &= d.allowed || slot.policy.is_shadow();
             if let Some(commit) = commit {
                 let mut next = state;
                 next.apply(commit);
@@ -745,9 +778,9 @@ enum Mode {
 }
 
 /// The stable key hash, only computed when the algorithm needs it.
-fn key_hash(limit: &Limit) -> u64 {
-    if limit.policy.algorithm() == Algorithm::FixedWindowStaggered {
-        limit.key.stable_hash()
+fn key_hash(policy: &Policy, key: &Key) -> u64 {
+    if policy.algorithm() == Algorithm::FixedWindowStaggered {
+        key.stable_hash()
     } else {
         0
     }
