@@ -1,7 +1,9 @@
 //! A fixed amount of work to count instructions on (callgrind), so that a
 //! small change to the hot path shows where criterion's ±10 % cannot:
 //! `instructions http N` sends N requests through an axum router with
-//! `RateLimitLayer::new` (routes built once, as served), `instructions bare
+//! `RateLimitLayer::new` (routes built once, as served), `http_none` and
+//! `http_legacy` the same with `HeaderStyle::None` and `Legacy`,
+//! `tower_governor` with tower_governor's default layer, `instructions bare
 //! N` the same router without the layer, `instructions check N` makes N
 //! `Limiter::check`s of one key, `instructions backend N KEYS` makes N
 //! `MemoryBackend::acquire`s over KEYS client addresses (GCRA, every one
@@ -44,12 +46,29 @@ fn main() {
                     std::hint::black_box(d);
                 }
             }
-            "http" | "bare" => {
+            "http" | "bare" | "http_none" | "http_legacy" | "tower_governor" => {
                 let router = Router::new().route("/", get(|| async { "ok" }));
-                let router = if what == "http" {
-                    router.layer(RateLimitLayer::new(Quota::per_second(1_000_000_000)))
-                } else {
-                    router
+                let quota = Quota::per_second(1_000_000_000);
+                let styled = |style| {
+                    RateLimitLayer::builder()
+                        .quota(quota)
+                        .headers(style)
+                        .build()
+                        .unwrap()
+                };
+                let router = match what.as_str() {
+                    "http" => router.layer(RateLimitLayer::new(quota)),
+                    "http_none" => router.layer(styled(tollgate::headers::HeaderStyle::None)),
+                    "http_legacy" => router.layer(styled(tollgate::headers::HeaderStyle::Legacy)),
+                    "tower_governor" => {
+                        let config = tower_governor::governor::GovernorConfigBuilder::default()
+                            .period(std::time::Duration::from_nanos(1))
+                            .burst_size(1_000_000_000)
+                            .finish()
+                            .unwrap();
+                        router.layer(tower_governor::GovernorLayer::new(config))
+                    }
+                    _ => router,
                 };
                 let mut svc = router.with_state::<()>(());
                 let peer: SocketAddr = "192.0.2.1:1000".parse().unwrap();
