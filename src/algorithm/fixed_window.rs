@@ -14,6 +14,7 @@ use super::{Commit, Decision, Input, State};
 use crate::quota::Quota;
 use crate::time::Nanos;
 
+#[inline]
 pub(super) fn check(
     quota: &Quota,
     state: &State,

@@ -15,6 +15,7 @@ use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
 use crate::time::Nanos;
 
+#[inline]
 pub(super) fn check(
     quota: &Quota,
     state: &State,

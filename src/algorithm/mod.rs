@@ -217,6 +217,7 @@ impl Algorithm {
     /// Decides one request. Pure: the caller passes the stored state and the
     /// time, and applies the returned [`Commit`] only if it wants the
     /// request counted (all limits of a set allowed it).
+    #[inline]
     pub(crate) fn check(
         &self,
         quota: &Quota,

@@ -26,6 +26,7 @@ fn first_offset_within(count: u64, p: u64, allowed: u64) -> u64 {
     p - u64::try_from(span).unwrap_or(p)
 }
 
+#[inline]
 pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
     let p = quota.period_nanos().as_u64().max(1);
     let now = input.now.as_u64();

@@ -16,6 +16,7 @@ use super::{mul, Commit, Decision, Input, State};
 use crate::quota::Quota;
 use crate::time::Nanos;
 
+#[inline]
 pub(super) fn check(quota: &Quota, state: &State, input: Input) -> (Decision, Option<Commit>) {
     let t = quota.emission_interval().as_u64().max(1);
     let capacity = mul(quota.burst(), t);
