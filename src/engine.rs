@@ -75,6 +75,10 @@ pub(crate) struct Engine<B> {
     shadow: bool,
     /// Shadow decisions (the layer's, or a shadow level's) go in the headers.
     shadow_headers: bool,
+    /// Whether verdicts carry the decisions to show the client: off for a
+    /// front end that shows none (`HeaderStyle::None`), so nothing is
+    /// gathered per request for nobody.
+    report: bool,
     /// Set while the backend is failing, so an outage is logged once.
     failing: AtomicBool,
 }
@@ -141,8 +145,15 @@ impl<B> Engine<B> {
             fail_mode,
             shadow,
             shadow_headers,
+            report: true,
             failing: AtomicBool::new(false),
         }
+    }
+
+    /// The same engine, with verdicts that carry no decisions to show.
+    pub(crate) fn without_report(mut self) -> Self {
+        self.report = false;
+        self
     }
 
     pub(crate) fn backend(&self) -> &B {
@@ -283,6 +294,9 @@ impl<B: Backend> Engine<B> {
     /// The decisions to show the client: shadow levels only on request.
     fn reported(&self, set: &mut LimitSet, outcome: &Outcome) -> Reported {
         let mut items = SmallVec::new();
+        if !self.report {
+            return Reported { items };
+        }
         for (limit, decision) in set.drain_limits().zip(outcome.decisions()) {
             if self.shadow_headers || !limit.policy.is_shadow() {
                 items.push((limit.policy, *decision));

@@ -427,6 +427,41 @@ async fn cost_from_content_length_counts_bytes_and_says_so() {
 }
 
 #[tokio::test]
+async fn count_only_still_refunds_when_no_headers_are_shown() {
+    // HeaderStyle::None gathers nothing to show, but what counts only some
+    // responses must still be settled.
+    let layer = RateLimitLayer::builder()
+        .headers(tollgate::headers::HeaderStyle::None)
+        .route(
+            "POST /login",
+            Rule::new("login", Quota::per_hour(2))
+                .count_only(|res| res.status == StatusCode::UNAUTHORIZED),
+        )
+        .build()
+        .unwrap();
+    let app = routes().layer(layer);
+    let login = |password: &'static str| {
+        let mut r = req("POST", "/login", "192.0.2.41");
+        r.headers_mut()
+            .insert("x-password", password.parse().unwrap());
+        r
+    };
+    for _ in 0..5 {
+        let res = send(&app, login("right")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get("x-ratelimit-remaining").is_none());
+    }
+    for _ in 0..2 {
+        let res = send(&app, login("wrong")).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        send(&app, login("right")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
 async fn count_only_refunds_the_responses_that_do_not_count() {
     let layer = RateLimitLayer::builder()
         .quota(Quota::per_hour(100))

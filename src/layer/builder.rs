@@ -425,12 +425,19 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
                     self.clock.unwrap_or_else(default_clock),
                 ),
                 access: self.access,
-                engine: Engine::new(
-                    self.backend,
-                    self.fail_mode,
-                    self.shadow,
-                    self.shadow_headers,
-                ),
+                engine: {
+                    let engine = Engine::new(
+                        self.backend,
+                        self.fail_mode,
+                        self.shadow,
+                        self.shadow_headers,
+                    );
+                    if self.headers.style == HeaderStyle::None {
+                        engine.without_report()
+                    } else {
+                        engine
+                    }
+                },
                 headers: self.headers,
                 on_rejected: self.on_rejected,
                 sync_interval: self.sync_interval,

@@ -163,10 +163,15 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
                 Answer::Respond(problem.to_response())
             }
             (Verdict::Pass { passed, delay }, None) => {
-                let admission = passed.map(|passed| Admission {
-                    passed,
-                    headers: self.headers,
-                });
+                // Nothing to add to the response and nothing to settle:
+                // the response future carries nothing.
+                let shows = self.headers.style != HeaderStyle::None;
+                let admission = passed
+                    .filter(|passed| shows || passed.settles())
+                    .map(|passed| Admission {
+                        passed,
+                        headers: self.headers,
+                    });
                 Answer::Pass(admission, delay)
             }
             (Verdict::Deny { denial, reported }, _) => {
