@@ -426,26 +426,31 @@ async fn cost_from_content_length_counts_bytes_and_says_so() {
     assert_eq!(header(&res, "x-ratelimit-remaining"), "500");
 }
 
+/// Two logins an hour, counting only the failed ones.
+fn failed_logins_only() -> Rule {
+    Rule::new("login", Quota::per_hour(2)).count_only(|res| res.status == StatusCode::UNAUTHORIZED)
+}
+
+/// A `POST /login` from `ip` with this password (`routes` answers 401 to
+/// any other than "right").
+fn login(ip: &str, password: &'static str) -> Request<Body> {
+    let mut r = req("POST", "/login", ip);
+    r.headers_mut()
+        .insert("x-password", http::HeaderValue::from_static(password));
+    r
+}
+
 #[tokio::test]
 async fn count_only_still_refunds_when_no_headers_are_shown() {
     // HeaderStyle::None gathers nothing to show, but what counts only some
     // responses must still be settled.
     let layer = RateLimitLayer::builder()
         .headers(tollgate::headers::HeaderStyle::None)
-        .route(
-            "POST /login",
-            Rule::new("login", Quota::per_hour(2))
-                .count_only(|res| res.status == StatusCode::UNAUTHORIZED),
-        )
+        .route("POST /login", failed_logins_only())
         .build()
         .unwrap();
     let app = routes().layer(layer);
-    let login = |password: &'static str| {
-        let mut r = req("POST", "/login", "192.0.2.41");
-        r.headers_mut()
-            .insert("x-password", password.parse().unwrap());
-        r
-    };
+    let login = |password| login("192.0.2.41", password);
     for _ in 0..5 {
         let res = send(&app, login("right")).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -466,20 +471,11 @@ async fn count_only_refunds_the_responses_that_do_not_count() {
     let layer = RateLimitLayer::builder()
         .quota(Quota::per_hour(100))
         .name("global")
-        .route(
-            "POST /login",
-            Rule::new("login", Quota::per_hour(2))
-                .count_only(|res| res.status == StatusCode::UNAUTHORIZED),
-        )
+        .route("POST /login", failed_logins_only())
         .build()
         .unwrap();
     let app = routes().layer(layer);
-    let login = |password: &'static str| {
-        let mut r = req("POST", "/login", "192.0.2.40");
-        r.headers_mut()
-            .insert("x-password", password.parse().unwrap());
-        r
-    };
+    let login = |password| login("192.0.2.40", password);
     // Successful logins never use the quota up.
     for _ in 0..5 {
         assert_eq!(send(&app, login("right")).await.status(), StatusCode::OK);
@@ -707,12 +703,7 @@ mod per_handler {
             .build()
             .unwrap();
         let app = routes().route_layer(layer);
-        let login = |password: &'static str| {
-            let mut r = req("POST", "/login", "192.0.2.82");
-            r.headers_mut()
-                .insert("x-password", password.parse().unwrap());
-            r
-        };
+        let login = |password| super::login("192.0.2.82", password);
         assert_eq!(send(&app, login("right")).await.status(), StatusCode::OK);
         assert_eq!(send(&app, login("right")).await.status(), StatusCode::OK);
         assert_eq!(

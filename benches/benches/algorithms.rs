@@ -44,7 +44,8 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter};
 use tollgate::backend::{Acquire, Backend, MemoryBackend};
 use tollgate::key::Key;
@@ -175,70 +176,59 @@ fn label(keys: usize) -> &'static str {
 fn single_thread(c: &mut Criterion, keys: usize) {
     let mut group = c.benchmark_group(label(keys));
     for (name, algorithm) in ALGORITHMS {
-        let mut table: Option<Tollgate> = None;
-        let mut denied = 0u64;
-        let mut i = 0usize;
-        group.bench_function(format!("tollgate/{name}"), |b| {
-            let tollgate = table.get_or_insert_with(|| {
-                let tollgate = Tollgate::new(algorithm, keys);
-                fill(keys, |ip| tollgate.check(ip));
-                tollgate
-            });
-            b.iter(|| {
-                let allowed = tollgate.check(black_box(ip(i)));
-                i += 1;
-                if i == keys {
-                    i = 0;
-                }
-                denied += u64::from(!allowed);
-                allowed
-            })
-        });
-        report_denials(&format!("tollgate/{name}/{keys}"), denied);
+        let build = || Tollgate::new(algorithm, keys);
+        cycled(
+            &mut group,
+            &format!("tollgate/{name}"),
+            keys,
+            build,
+            Tollgate::check,
+        );
     }
-
-    let mut table: Option<Tollgate> = None;
-    let mut denied = 0u64;
-    let mut i = 0usize;
-    group.bench_function("tollgate_limit_set/gcra", |b| {
-        let tollgate = table.get_or_insert_with(|| {
-            let tollgate = Tollgate::new(Algorithm::Gcra, keys);
-            fill(keys, |ip| tollgate.check_set(ip));
-            tollgate
-        });
-        b.iter(|| {
-            let allowed = tollgate.check_set(black_box(ip(i)));
-            i += 1;
-            if i == keys {
-                i = 0;
-            }
-            denied += u64::from(!allowed);
-            allowed
-        })
-    });
-    report_denials(&format!("tollgate_limit_set/gcra/{keys}"), denied);
-
-    let mut table: Option<DefaultKeyedRateLimiter<IpAddr>> = None;
-    let mut denied = 0u64;
-    let mut i = 0usize;
-    group.bench_function("governor/gcra", |b| {
-        let limiter = table.get_or_insert_with(|| {
-            let limiter = governor(keys);
-            fill(keys, |ip| limiter.check_key(&ip).is_ok());
-            limiter
-        });
-        b.iter(|| {
-            let allowed = limiter.check_key(&black_box(ip(i))).is_ok();
-            i += 1;
-            if i == keys {
-                i = 0;
-            }
-            denied += u64::from(!allowed);
-            allowed
-        })
-    });
-    report_denials(&format!("governor/gcra/{keys}"), denied);
+    let build = || Tollgate::new(Algorithm::Gcra, keys);
+    cycled(
+        &mut group,
+        "tollgate_limit_set/gcra",
+        keys,
+        build,
+        Tollgate::check_set,
+    );
+    let check = |limiter: &DefaultKeyedRateLimiter<IpAddr>, ip| limiter.check_key(&ip).is_ok();
+    cycled(&mut group, "governor/gcra", keys, || governor(keys), check);
     group.finish();
+}
+
+/// One benchmark of `check` cycling through `keys` keys on the table
+/// `build` makes, filled the first time the benchmark runs (so a filter
+/// on the command line skips the others' set-up).
+fn cycled<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    keys: usize,
+    build: impl FnOnce() -> T,
+    check: impl Fn(&T, IpAddr) -> bool,
+) {
+    let mut build = Some(build);
+    let mut table: Option<T> = None;
+    let mut denied = 0u64;
+    let mut i = 0usize;
+    group.bench_function(id, |b| {
+        let table = table.get_or_insert_with(|| {
+            let table = build.take().expect("built once")();
+            fill(keys, |ip| check(&table, ip));
+            table
+        });
+        b.iter(|| {
+            let allowed = check(table, black_box(ip(i)));
+            i += 1;
+            if i == keys {
+                i = 0;
+            }
+            denied += u64::from(!allowed);
+            allowed
+        })
+    });
+    report_denials(&format!("{id}/{keys}"), denied);
 }
 
 fn check_1_key(c: &mut Criterion) {
