@@ -13,8 +13,9 @@
 //!   falling back to memory while Redis is down;
 //! - `HEADERS`: which rate-limit headers responses carry: `both` (the
 //!   default), `legacy`, `ietf`, `draft6`, `draft7` or `none`;
-//! - `RATE_LIMIT=off`: serve without the layer (how `scripts/wrk.sh`
-//!   measures the layer's cost against the same app).
+//! - `RATE_LIMIT=off`: serve without the layer, to compare with the
+//!   same app (`scripts/wrk.sh` measures production builds of both from
+//!   `benches/examples/wrk_peers.rs`).
 
 use std::net::SocketAddr;
 

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The layer's cost over real HTTP: the quickstart example served without
-# the layer (RATE_LIMIT=off, the baseline) and with it at a quota the load
-# never exhausts (QUOTA=1000000000/d), both running side by side, loaded
+# The layer's cost over real HTTP: the quickstart's app served without
+# the layer (the baseline) and with it at a quota the load never exhausts
+# (QUOTA=1000000000/d), both running side by side, loaded
 # from one client IP with short wrk bursts that alternate between them.
 # Each round pairs one burst on the baseline with one on the limited
 # server (which goes first alternates); the figure is the median of the
 # rounds' ratios, with its quartiles.
+#
+# The servers are `benches/examples/wrk_peers.rs`, built as an
+# application builds tollgate. (Until 2026-11-30 they were tollgate's own
+# quickstart example, which is compiled with tollgate's dev-dependencies:
+# Tokio's `test-util`, under which every read of Tokio's clock takes a
+# lock, and since then tollgate's `test-util` feature too.)
 #
 # Why bursts and not one long run each: on a small VM the machine's speed
 # drifts by ±15 % over tens of seconds (other tenants, frequency), which
@@ -35,11 +41,9 @@
 #                    tower_governor_headers  the same with .use_headers()
 #                    five_headers            no limiting, only tollgate's
 #                                            five headers as constants
-#                  (the last three from `benches/examples/wrk_peers.rs`)
 #
-# Every server runs with RUST_LOG=warn: the quickstart's default filter
-# turns on tollgate's debug span for every request, which would measure
-# logging.
+# Every server runs with RUST_LOG=warn (they install no subscriber; a
+# debug filter would measure logging).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -76,14 +80,13 @@ for peer in "${PEERS[@]}"; do
     esac
 done
 
-# One invocation for both packages, so the quickstart is built with the same
-# dependency features as the peers (tokio's "full" among them).
-echo "building the examples (release)..." >&2
-cargo build --release -p tollgate --example quickstart -p tollgate-benches --example wrk_peers >&2
+# One binary serves every server, so all have the same dependency features.
+echo "building the servers (release)..." >&2
+cargo build --release -p tollgate-benches --example wrk_peers >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 EXAMPLES="${target_dir:-target}/release/examples"
-for bin in quickstart wrk_peers; do
+for bin in wrk_peers; do
     if [[ ! -x "$EXAMPLES/$bin" ]]; then
         echo "built binary not found at $EXAMPLES/$bin" >&2
         exit 1
@@ -131,8 +134,8 @@ free_port() {
 # The command line (environment and binary) that serves NAME.
 command_for() {
     case "$1" in
-    off | control) echo "RATE_LIMIT=off $EXAMPLES/quickstart" ;;
-    on) echo "QUOTA=$QUOTA_ON ${ON_ENV[*]} $EXAMPLES/quickstart" ;;
+    off | control) echo "PEER=bare $EXAMPLES/wrk_peers" ;;
+    on) echo "PEER=tollgate QUOTA=$QUOTA_ON ${ON_ENV[*]} $EXAMPLES/wrk_peers" ;;
     *) echo "PEER=$1 $EXAMPLES/wrk_peers" ;;
     esac
 }
@@ -253,7 +256,7 @@ summary() {
 }
 
 echo
-echo "requests/second against the quickstart without the layer, median of the rounds' ratios:"
+echo "requests/second against the app without a layer, median of the rounds' ratios:"
 for name in "${COMPARED[@]}"; do
     # shellcheck disable=SC2086 # the ratios are words by design
     printf '  %-24s %s\n' "$name" "$(printf '%s\n' ${RATIOS[$name]} | summary)"

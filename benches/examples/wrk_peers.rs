@@ -1,12 +1,22 @@
-//! The quickstart's app behind another rate limiter, or behind a layer
-//! that only writes constant headers: the peers `scripts/wrk.sh` loads
-//! beside the quickstart when `WRK_PEERS` names them.
+//! The quickstart's app served bare, behind tollgate, behind another rate
+//! limiter, or behind a layer that only writes constant headers: the
+//! servers `scripts/wrk.sh` loads.
+//!
+//! They live in the benches package, not in tollgate's examples, so that
+//! they are built as an application builds tollgate: tollgate's
+//! dev-dependencies (Tokio's `test-util`, tollgate's own `test-util`
+//! feature, which turns the default clock into Tokio's) are not compiled
+//! in.
 //!
 //! ```text
 //! PEER=tower_governor_headers PORT=3001 cargo run --release -p tollgate-benches --example wrk_peers
 //! ```
 //!
 //! `PEER` is one of:
+//! - `bare`: the app without any layer (the baseline);
+//! - `tollgate`: `RateLimitLayer` keyed by peer IP with `QUOTA` (default
+//!   10⁹ a day) and `HEADERS` (`both`, the default, `legacy`, `ietf`,
+//!   `draft6`, `draft7` or `none`), every other default;
 //! - `tower_governor`: tower_governor keyed by peer IP at the quota the
 //!   script gives tollgate (10⁹ a day), without headers;
 //! - `tower_governor_headers`: the same with `.use_headers()` (it writes
@@ -22,7 +32,7 @@ use std::time::Duration;
 use axum::{body::Body, routing::get, Router};
 use http::HeaderValue;
 use tollgate::headers::{
-    RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    HeaderStyle, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::GovernorLayer;
@@ -40,6 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peer = std::env::var("PEER").map_err(|_| "PEER is not set")?;
     let app = Router::new().route("/", get(|| async { "hello\n" }));
     let app = match peer.as_str() {
+        "bare" => app,
+        "tollgate" => app.layer(tollgate_layer()?),
         "tower_governor" => {
             let config = GovernorConfigBuilder::default()
                 .period(PERIOD)
@@ -60,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "five_headers" => app.layer(tower::util::MapResponseLayer::new(five_headers)),
         other => {
             return Err(format!(
-                "PEER={other:?}: expected tower_governor, tower_governor_headers or five_headers"
+                "PEER={other:?}: expected bare, tollgate, tower_governor, tower_governor_headers or five_headers"
             )
             .into())
         }
@@ -73,6 +85,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     Ok(())
+}
+
+/// tollgate as `scripts/wrk.sh` measures it: `QUOTA` and `HEADERS` from the
+/// environment, every other default.
+fn tollgate_layer() -> Result<tollgate::RateLimitLayer, Box<dyn std::error::Error>> {
+    let quota: tollgate::Quota = std::env::var("QUOTA")
+        .unwrap_or_else(|_| format!("{PER_DAY}/d"))
+        .parse()?;
+    let headers = match std::env::var("HEADERS").as_deref() {
+        Err(_) | Ok("both") => HeaderStyle::Both,
+        Ok("legacy") => HeaderStyle::Legacy,
+        Ok("ietf") => HeaderStyle::Ietf,
+        Ok("draft6") => HeaderStyle::Draft6,
+        Ok("draft7") => HeaderStyle::Draft7,
+        Ok("none") => HeaderStyle::None,
+        Ok(other) => {
+            return Err(format!(
+                "HEADERS={other:?}: expected both, legacy, ietf, draft6, draft7 or none"
+            )
+            .into())
+        }
+    };
+    Ok(tollgate::RateLimitLayer::builder()
+        .quota(quota)
+        .headers(headers)
+        .build()?)
 }
 
 /// The five headers tollgate writes for one request under 10⁹ a day.
