@@ -32,7 +32,8 @@ use std::time::Duration;
 use axum::{body::Body, routing::get, Router};
 use http::HeaderValue;
 use tollgate::headers::{
-    HeaderStyle, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    HeaderStyle, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
 };
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::GovernorLayer;
