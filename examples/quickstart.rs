@@ -41,19 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(q) => q.parse()?,
         Err(_) => Quota::per_minute(5),
     };
-    let headers = match std::env::var("HEADERS").as_deref() {
-        Err(_) | Ok("both") => HeaderStyle::Both,
-        Ok("legacy") => HeaderStyle::Legacy,
-        Ok("ietf") => HeaderStyle::Ietf,
-        Ok("draft6") => HeaderStyle::Draft6,
-        Ok("draft7") => HeaderStyle::Draft7,
-        Ok("none") => HeaderStyle::None,
-        Ok(other) => {
-            return Err(format!(
-                "HEADERS={other:?}: expected both, legacy, ietf, draft6, draft7 or none"
-            )
-            .into())
-        }
+    let headers: HeaderStyle = match std::env::var("HEADERS") {
+        Ok(name) => name.parse()?,
+        Err(_) => HeaderStyle::Both,
     };
     let limited = std::env::var("RATE_LIMIT").map_or(true, |v| v != "off");
     let app = Router::new().route("/", get(|| async { "hello\n" }));

@@ -67,6 +67,38 @@ pub enum HeaderStyle {
     None,
 }
 
+impl std::str::FromStr for HeaderStyle {
+    type Err = UnknownHeaderStyle;
+
+    /// The style's lower-case name: `both`, `legacy`, `ietf`, `draft6`,
+    /// `draft7` or `none` (what an environment variable or a configuration
+    /// file would hold).
+    ///
+    /// ```
+    /// use tollgate::headers::HeaderStyle;
+    ///
+    /// assert_eq!("legacy".parse(), Ok(HeaderStyle::Legacy));
+    /// let error = "x-ratelimit".parse::<HeaderStyle>().unwrap_err();
+    /// assert!(error.to_string().contains("both, legacy, ietf, draft6, draft7 or none"));
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "both" => HeaderStyle::Both,
+            "legacy" => HeaderStyle::Legacy,
+            "ietf" => HeaderStyle::Ietf,
+            "draft6" => HeaderStyle::Draft6,
+            "draft7" => HeaderStyle::Draft7,
+            "none" => HeaderStyle::None,
+            other => return Err(UnknownHeaderStyle(other.into())),
+        })
+    }
+}
+
+/// A name that is not a [`HeaderStyle`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown header style {0:?}: expected both, legacy, ietf, draft6, draft7 or none")]
+pub struct UnknownHeaderStyle(String);
+
 /// How `X-RateLimit-Reset` is written. IETF headers always use delay
 /// seconds, as the draft requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -94,19 +94,9 @@ fn tollgate_layer() -> Result<tollgate::RateLimitLayer, Box<dyn std::error::Erro
     let quota: tollgate::Quota = std::env::var("QUOTA")
         .unwrap_or_else(|_| format!("{PER_DAY}/d"))
         .parse()?;
-    let headers = match std::env::var("HEADERS").as_deref() {
-        Err(_) | Ok("both") => HeaderStyle::Both,
-        Ok("legacy") => HeaderStyle::Legacy,
-        Ok("ietf") => HeaderStyle::Ietf,
-        Ok("draft6") => HeaderStyle::Draft6,
-        Ok("draft7") => HeaderStyle::Draft7,
-        Ok("none") => HeaderStyle::None,
-        Ok(other) => {
-            return Err(format!(
-                "HEADERS={other:?}: expected both, legacy, ietf, draft6, draft7 or none"
-            )
-            .into())
-        }
+    let headers: HeaderStyle = match std::env::var("HEADERS") {
+        Ok(name) => name.parse()?,
+        Err(_) => HeaderStyle::Both,
     };
     Ok(tollgate::RateLimitLayer::builder()
         .quota(quota)
