@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => Quota::per_minute(5),
     };
     let headers: HeaderStyle = match std::env::var("HEADERS") {
-        Ok(name) => name.parse()?,
+        Ok(name) => name.parse().map_err(|e| format!("HEADERS: {e}"))?,
         Err(_) => HeaderStyle::Both,
     };
     let limited = std::env::var("RATE_LIMIT").map_or(true, |v| v != "off");

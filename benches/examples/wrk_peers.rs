@@ -95,7 +95,7 @@ fn tollgate_layer() -> Result<tollgate::RateLimitLayer, Box<dyn std::error::Erro
         .unwrap_or_else(|_| format!("{PER_DAY}/d"))
         .parse()?;
     let headers: HeaderStyle = match std::env::var("HEADERS") {
-        Ok(name) => name.parse()?,
+        Ok(name) => name.parse().map_err(|e| format!("HEADERS: {e}"))?,
         Err(_) => HeaderStyle::Both,
     };
     Ok(tollgate::RateLimitLayer::builder()
