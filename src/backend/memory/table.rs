@@ -161,13 +161,19 @@ impl<V: Idle> Table<V> {
 
     fn grow(&mut self) {
         let slots = (self.slots.len() * 2).clamp(MIN_SLOTS, self.max_slots);
+        self.rebuild(slots, |_| true);
+    }
+
+    /// Re-inserts, with their marks, the entries `keep` accepts into
+    /// `slots` fresh slots.
+    fn rebuild(&mut self, slots: usize, keep: impl Fn(&V) -> bool) {
         let old = std::mem::replace(
             &mut self.slots,
             (0..slots).map(|_| Slot::default()).collect(),
         );
         self.len = 0;
         for slot in Vec::from(old) {
-            if slot.tag != 0 {
+            if slot.tag != 0 && keep(&slot.value) {
                 let i = self.insert(slot.tag & FP_MASK, slot.value);
                 self.slots[i].tag = slot.tag;
             }
@@ -236,16 +242,7 @@ impl<V: Idle> Table<V> {
     /// Drops every key idle at `now`; returns how many.
     pub fn sweep(&mut self, now: u64) -> usize {
         let before = self.len;
-        let old = std::mem::take(&mut self.slots);
-        let slots = old.len();
-        self.slots = (0..slots).map(|_| Slot::default()).collect();
-        self.len = 0;
-        for slot in Vec::from(old) {
-            if slot.tag != 0 && slot.value.idle_at() > now {
-                let i = self.insert(slot.tag & FP_MASK, slot.value);
-                self.slots[i].tag = slot.tag;
-            }
-        }
+        self.rebuild(self.slots.len(), |value| value.idle_at() > now);
         before - self.len
     }
 }
