@@ -218,14 +218,20 @@ impl<V: Idle> Table<V> {
         for _ in 0..self.slots.len().min(samples * 4) {
             let slot = &self.slots[i];
             if slot.tag != 0 {
+                let idle_at = slot.value.idle_at();
+                if idle_at <= now {
+                    // Idle, it loses nothing, whatever its last check said.
+                    return Some(Candidate {
+                        index: i,
+                        idle_at,
+                        denied: false,
+                    });
+                }
                 let c = Candidate {
                     index: i,
-                    idle_at: slot.value.idle_at(),
+                    idle_at,
                     denied: slot.tag & DENIED != 0,
                 };
-                if c.idle_at <= now {
-                    return Some(c);
-                }
                 if best.is_none_or(|b| c.better_than(&b)) {
                     best = Some(c);
                 }

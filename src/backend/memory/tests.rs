@@ -218,6 +218,24 @@ fn a_table_full_of_denied_keys_still_lets_a_newcomer_in() {
 }
 
 #[test]
+fn an_idle_key_goes_first_even_if_its_last_check_was_denied() {
+    // Idle, a key loses nothing when forgotten, whatever its last check
+    // said: it goes before a live key of another algorithm's table.
+    let b = MemoryBackend::builder().max_keys(2).shards(1).build();
+    let gcra = LimitSet::single(policy("g", Quota::per_second(1)), Key::from("a"), 1);
+    let bucket =
+        Arc::new(Policy::new("t", Quota::per_hour(5)).with_algorithm(Algorithm::TokenBucket));
+    let live = LimitSet::single(bucket, Key::from("b"), 1);
+    assert!(b.acquire_at(&gcra, at_secs(0)).allowed());
+    assert!(!b.acquire_at(&gcra, at_secs(0)).allowed(), "marked denied");
+    assert!(b.acquire_at(&live, at_secs(0)).allowed());
+    let newcomer = LimitSet::single(policy("g", Quota::per_second(1)), Key::from("c"), 1);
+    assert!(b.acquire_at(&newcomer, at_secs(5)).allowed());
+    assert_eq!(b.evictions(), 0, "the idle key made room, not the live one");
+    assert_eq!(b.peek_at(&live, at_secs(5)).decisions()[0].remaining, 4);
+}
+
+#[test]
 fn the_bound_holds_across_shards_that_fill_unevenly() {
     let b = MemoryBackend::builder().max_keys(1_000).shards(16).build();
     let p = policy("p", Quota::per_hour(1));
