@@ -163,11 +163,11 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
                 Answer::Respond(problem.to_response())
             }
             (Verdict::Pass { passed, delay }, None) => {
-                // Nothing to add to the response and nothing to settle:
-                // the response future carries nothing.
-                let shows = self.headers.style != HeaderStyle::None;
+                // Nothing to show (no headers, or only shadow decisions
+                // kept out of them) and nothing to settle: the response
+                // future carries nothing.
                 let admission = passed
-                    .filter(|passed| shows || passed.settles())
+                    .filter(|passed| !passed.reported.items.is_empty() || passed.settles())
                     .map(|passed| Admission {
                         passed,
                         headers: self.headers,
