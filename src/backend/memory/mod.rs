@@ -49,7 +49,7 @@ mod table;
 
 use table::{fingerprint_from_hash, Candidate, Idle, Table};
 
-/// The default bound on stored keys: one million (with GCRA about 21 bytes a
+/// The default bound on stored keys: one million (with GCRA about 20 bytes a
 /// key at the bound, measured by `cargo bench -p tollgate-benches --bench memory`).
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
