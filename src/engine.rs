@@ -16,6 +16,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::backend::{Acquire, Backend, BackendError, Outcome};
+use crate::key::Key;
 use crate::policy::{LimitSet, Policy, ResponseCounts};
 use crate::problem::Problem;
 use crate::resolve::Settlements;
@@ -292,6 +293,41 @@ impl<B: Backend> Engine<B> {
     }
 
     /// The decisions to show the client: shadow levels only on request.
+    /// The verdict [`decide`](Engine::decide) gives the one-limit set
+    /// `(policy, key, cost)` with nothing to settle, when the backend
+    /// answers it at once ([`Backend::acquire_now`]): a pass is built
+    /// without the set or the outcome; a denial, and anything in shadow
+    /// mode, goes through `decide`. `None`: the backend answers through
+    /// [`acquire`](Engine::acquire).
+    #[inline]
+    pub(crate) fn check_one(
+        &self,
+        policy: &Arc<Policy>,
+        key: &Key,
+        cost: u64,
+        span: &tracing::Span,
+    ) -> Option<Verdict> {
+        let decision = self.backend.acquire_now(policy, key, cost)?;
+        if !decision.allowed || self.shadow {
+            let outcome = Outcome::one(decision, decision.allowed || policy.is_shadow());
+            let set = LimitSet::single(policy.clone(), key.clone(), cost);
+            return Some(self.decide(Ok(outcome), set, Settlements::new(), span));
+        }
+        self.note(&Ok::<(), BackendError>(()));
+        span.record("outcome", "allowed");
+        let mut reported = Reported::default();
+        if self.report && (self.shadow_headers || !policy.is_shadow()) {
+            reported.items.push((policy.clone(), decision));
+        }
+        Some(Verdict::Pass {
+            passed: Some(Passed {
+                reported,
+                refund: None,
+            }),
+            delay: decision.delay,
+        })
+    }
+
     fn reported(&self, set: &mut LimitSet, outcome: &Outcome) -> Reported {
         let mut items = SmallVec::new();
         if !self.report {
@@ -573,5 +609,106 @@ mod tests {
         assert_eq!(denial.violated_policies().collect::<Vec<_>>(), ["second"]);
         let wait = denial.retry_after().expect("admissible later");
         assert!(wait <= Nanos::SECOND, "{wait:?}");
+    }
+
+    /// `check_one` gives the verdict `decide` gives the same one-limit set,
+    /// for every algorithm, allowed and denied, with shadow policies, in
+    /// shadow mode, and with reporting off.
+    #[test]
+    fn check_one_decides_as_the_set_does() {
+        use crate::time::ManualClock;
+        use crate::Algorithm;
+
+        fn summary(verdict: &Verdict) -> String {
+            match verdict {
+                Verdict::Pass { passed, delay } => {
+                    let items = passed.as_ref().map(|p| {
+                        p.reported
+                            .items
+                            .iter()
+                            .map(|(p, d)| (p.name().to_owned(), *d))
+                            .collect::<Vec<_>>()
+                    });
+                    format!("pass {delay:?} {items:?}")
+                }
+                Verdict::Deny { denial, reported } => format!(
+                    "deny {:?} {:?} {:?}",
+                    denial
+                        .decisions()
+                        .map(|(p, d)| (p.name(), *d))
+                        .collect::<Vec<_>>(),
+                    denial.retry_after(),
+                    reported
+                        .items
+                        .iter()
+                        .map(|(p, d)| (p.name().to_owned(), *d))
+                        .collect::<Vec<_>>()
+                ),
+                Verdict::Unavailable => "unavailable".to_owned(),
+            }
+        }
+
+        let algorithms = [
+            Algorithm::Gcra,
+            Algorithm::TokenBucket,
+            Algorithm::LeakyBucket,
+            Algorithm::LeakyBucketQueue {
+                max_delay: std::time::Duration::from_millis(500),
+            },
+            Algorithm::FixedWindow,
+            Algorithm::FixedWindowStaggered,
+            Algorithm::SlidingWindow,
+            Algorithm::SlidingWindowLog,
+        ];
+        let span = tracing::Span::none();
+        for algorithm in algorithms {
+            for (shadow_policy, shadow_engine, shadow_headers, report) in [
+                (false, false, false, true),
+                (true, false, false, true),
+                (true, false, true, true),
+                (false, true, false, true),
+                (false, true, true, true),
+                (false, false, false, false),
+            ] {
+                let engine = |clock: &ManualClock| {
+                    let backend = MemoryBackend::builder().clock(clock.clone()).build();
+                    let engine =
+                        Engine::new(backend, FailMode::Open, shadow_engine, shadow_headers);
+                    if report {
+                        engine
+                    } else {
+                        engine.without_report()
+                    }
+                };
+                let start = Nanos::from_secs(1_000_000);
+                let (quick_clock, set_clock) = (
+                    ManualClock::starting_at(start),
+                    ManualClock::starting_at(start),
+                );
+                let (quick, by_set) = (engine(&quick_clock), engine(&set_clock));
+                let policy = Arc::new(
+                    Policy::new("p", Quota::per_second(3))
+                        .with_algorithm(algorithm)
+                        .with_shadow(shadow_policy),
+                );
+                let key = Key::from("k");
+                for step in 0..12u64 {
+                    let cost = 1 + step % 2;
+                    let a = quick
+                        .check_one(&policy, &key, cost, &span)
+                        .expect("the memory backend answers at once");
+                    let set = LimitSet::single(policy.clone(), key.clone(), cost);
+                    let b = run(&by_set, &set);
+                    let case = format!(
+                        "{algorithm:?} shadow policy {shadow_policy} engine {shadow_engine} \
+                         headers {shadow_headers} report {report} step {step}"
+                    );
+                    assert_eq!(summary(&a), summary(&b), "{case}");
+                    for clock in [&quick_clock, &set_clock] {
+                        clock.advance(std::time::Duration::from_millis(130));
+                    }
+                }
+            }
+        }
     }
 }

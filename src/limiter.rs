@@ -105,10 +105,12 @@ impl<B: Backend> Limiter<B> {
 
     /// Checks `cost` units for `key` and counts them if allowed.
     pub async fn check(&self, key: impl Into<Key>, cost: u64) -> Result<Decision, BackendError> {
-        let outcome = self
-            .engine
-            .acquire_reported(&self.set(key.into(), cost))
-            .await?;
+        let key = key.into();
+        // In memory: answered at once, without a set.
+        if let Some(decision) = self.engine.backend().acquire_now(&self.policy, &key, cost) {
+            return Ok(decision);
+        }
+        let outcome = self.engine.acquire_reported(&self.set(key, cost)).await?;
         first(outcome.decisions())
     }
 

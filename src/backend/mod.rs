@@ -31,7 +31,8 @@ pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
 
 use std::sync::Arc;
 
-use crate::policy::LimitSet;
+use crate::key::Key;
+use crate::policy::{LimitSet, Policy};
 use crate::time::Nanos;
 use crate::Decision;
 
@@ -327,6 +328,21 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Acquire::ready(Err(BackendError::Unavailable(
             "this backend does not implement Backend::refund".into(),
         )))
+    }
+
+    /// [`acquire`](Backend::acquire) of the one-limit set `(policy, key,
+    /// cost)` answered at once, on borrowed values, by a backend that
+    /// decides synchronously: the policy's own decision (a shadow policy's
+    /// denial is reported as a denial, as in [`Outcome::decisions`]), the
+    /// units counted only when it allows. `None`, the default, means "ask
+    /// through `acquire`": the engine then builds the set.
+    ///
+    /// It spares the request path of the common case (one limit, in
+    /// memory) the set and the outcome; a backend that implements it must
+    /// decide exactly as `acquire` would.
+    fn acquire_now(&self, policy: &Policy, key: &Key, cost: u64) -> Option<Decision> {
+        let _ = (policy, key, cost);
+        None
     }
 
     /// Where settings that every server must see alike live: per-key

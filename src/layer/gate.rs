@@ -155,7 +155,14 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
         refusal: Option<Box<Problem>>,
         span: &tracing::Span,
     ) -> Answer {
-        match (self.engine.decide(result, set, settlements, span), refusal) {
+        self.respond(self.engine.decide(result, set, settlements, span), refusal)
+    }
+}
+
+impl<K, B> Gate<K, B> {
+    /// The engine's `verdict` as HTTP: see [`Decide::answer`].
+    pub(crate) fn respond(&self, verdict: Verdict, refusal: Option<Box<Problem>>) -> Answer {
+        match (verdict, refusal) {
             // A rejected key is refused whether the limit on rejections
             // passed or could not be checked (fail open or closed): only
             // a denial turns it into a 429.

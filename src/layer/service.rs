@@ -146,37 +146,47 @@ where
             tracing::Span::none()
         };
         let req = Request::from_parts(parts, body);
-        match gate.engine.acquire(&set).into_state() {
-            Ok(result) => {
-                let entered = (!span.is_none()).then(|| span.enter());
-                let answer = gate.answer(result, set, settlements, refusal, &span);
-                drop(entered);
-                match answer {
-                    Answer::Pass(admission, delay) => {
-                        if delay > Nanos::ZERO {
-                            let inner = self.take_inner();
-                            return ResponseFuture::delaying(delay, inner, req, admission, span);
-                        }
-                        let fut = if span.is_none() {
-                            self.inner.call(req)
-                        } else {
-                            span.in_scope(|| self.inner.call(req))
-                        };
-                        ResponseFuture::calling(fut, admission, span)
-                    }
-                    Answer::Respond(res) => ResponseFuture::done(res, span),
+        // One limit and nothing to settle on a backend that answers at
+        // once (in memory): decided without building an outcome.
+        let entered = (!span.is_none()).then(|| span.enter());
+        let quick = match (set.limits(), settlements.is_empty(), &refusal) {
+            ([one], true, None) => gate
+                .engine
+                .check_one(&one.policy, &one.key, one.cost, &span),
+            _ => None,
+        };
+        let answer = match quick {
+            Some(verdict) => gate.respond(verdict, None),
+            None => match gate.engine.acquire(&set).into_state() {
+                Ok(result) => gate.answer(result, set, settlements, refusal, &span),
+                Err(acquire) => {
+                    drop(entered);
+                    let pending = Pending {
+                        inner: self.take_inner(),
+                        req,
+                        set,
+                        settlements,
+                        refusal,
+                    };
+                    return ResponseFuture::waiting(acquire, pending, self.gate.clone(), span);
                 }
-            }
-            Err(acquire) => {
-                let pending = Pending {
-                    inner: self.take_inner(),
-                    req,
-                    set,
-                    settlements,
-                    refusal,
+            },
+        };
+        drop(entered);
+        match answer {
+            Answer::Pass(admission, delay) => {
+                if delay > Nanos::ZERO {
+                    let inner = self.take_inner();
+                    return ResponseFuture::delaying(delay, inner, req, admission, span);
+                }
+                let fut = if span.is_none() {
+                    self.inner.call(req)
+                } else {
+                    span.in_scope(|| self.inner.call(req))
                 };
-                ResponseFuture::waiting(acquire, pending, self.gate.clone(), span)
+                ResponseFuture::calling(fut, admission, span)
             }
+            Answer::Respond(res) => ResponseFuture::done(res, span),
         }
     }
 }

@@ -814,6 +814,11 @@ impl Backend for MemoryBackend {
         Acquire::ready(Ok(self.run(set, self.inner.clock.now(), Mode::Acquire)))
     }
 
+    #[inline]
+    fn acquire_now(&self, policy: &Policy, key: &Key, cost: u64) -> Option<Decision> {
+        Some(self.check(policy, key, cost))
+    }
+
     fn peek(&self, set: &LimitSet) -> Acquire<Self::Future> {
         Acquire::ready(Ok(self.run(set, self.inner.clock.now(), Mode::Peek)))
     }
