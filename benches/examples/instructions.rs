@@ -1,24 +1,36 @@
 //! A fixed amount of work to count instructions on (callgrind), so that a
-//! small change to the hot path shows where criterion's ±10 % cannot:
-//! `instructions http N` sends N requests through an axum router with
-//! `RateLimitLayer::new` (routes built once, as served), `http_none` and
-//! `http_legacy` the same with `HeaderStyle::None` and `Legacy`,
-//! `tower_governor` with tower_governor's default layer, `instructions bare
-//! N` the same router without the layer, `instructions check N` makes N
-//! `Limiter::check`s of one key, `instructions backend N KEYS` makes N
-//! `MemoryBackend::acquire`s over KEYS client addresses (GCRA, every one
-//! allowed), the bare check of `benches/algorithms.rs`. Per request: the difference between two
-//! counts (say N = 2,000 and 6,000) over the difference in N, so set-up
-//! cancels out.
+//! small change to the hot path shows where criterion's ±10 % cannot (and
+//! where this VM's drift makes wall-clock peers disagree between runs).
+//!
+//! `instructions MODE N` sends N requests through an axum router (routes
+//! built once, as served), every limiter at a quota the run never exhausts.
+//! Modes: `bare` (no layer), the reference layers of `benches/http.rs`
+//! (`noop`, `body_mapping`, `five_headers`), `http` (tollgate's
+//! `RateLimitLayer::new`), `http_none` and `http_legacy` (the same with
+//! `HeaderStyle::None` and `Legacy`), `tower_governor` and
+//! `tower_governor_headers` (its default layer, and with `.use_headers()`).
+//! Each mode prefixed with `deny_` limits to one request per hour and spends
+//! it first, so that every counted request is answered 429.
+//! `instructions check N` makes N `Limiter::check`s of one key,
+//! `instructions backend N KEYS` makes N `MemoryBackend::acquire`s over
+//! KEYS client addresses (GCRA, every one allowed), the bare check of
+//! `benches/algorithms.rs`.
+//!
+//! Per request: the difference between two counts (say N = 2,000 and
+//! 6,000) over the difference in N, so set-up cancels out; subtract the
+//! calibration of quanta's clock (`quanta::Clock::new`, inclusive), which
+//! varies from run to run.
 //!
 //! ```text
 //! cargo build --release -p tollgate-benches --example instructions
-//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out \
 //!     target/release/examples/instructions http 2000
+//! callgrind_annotate --inclusive=yes cg.out | grep -m1 'quanta::Clock::new'
 //! ```
 //!
-//! It uses only `RateLimitLayer`, `Quota` and `Limiter`, so the same file
-//! builds against older versions of tollgate for a before/after count.
+//! It uses only `RateLimitLayer`, `HeaderStyle`, `Quota` and `Limiter`, so
+//! the same file builds against older versions of tollgate for a
+//! before/after count.
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -26,6 +38,7 @@ use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use http::Request;
+use http_body_util::BodyExt;
 use tollgate::{Limiter, Quota, RateLimitLayer};
 use tower::{Service, ServiceExt};
 
@@ -46,33 +59,16 @@ fn main() {
                     std::hint::black_box(d);
                 }
             }
-            "http" | "bare" | "http_none" | "http_legacy" | "tower_governor" => {
-                let router = Router::new().route("/", get(|| async { "ok" }));
-                let quota = Quota::per_second(1_000_000_000);
-                let styled = |style| {
-                    RateLimitLayer::builder()
-                        .quota(quota)
-                        .headers(style)
-                        .build()
-                        .unwrap()
-                };
-                let router = match what.as_str() {
-                    "http" => router.layer(RateLimitLayer::new(quota)),
-                    "http_none" => router.layer(styled(tollgate::headers::HeaderStyle::None)),
-                    "http_legacy" => router.layer(styled(tollgate::headers::HeaderStyle::Legacy)),
-                    "tower_governor" => {
-                        let config = tower_governor::governor::GovernorConfigBuilder::default()
-                            .period(std::time::Duration::from_nanos(1))
-                            .burst_size(1_000_000_000)
-                            .finish()
-                            .unwrap();
-                        router.layer(tower_governor::GovernorLayer::new(config))
-                    }
-                    _ => router,
+            mode if router(mode, false).is_some() => {
+                // The deny modes spend their one request first: every
+                // counted request is then a 429.
+                let deny = mode.starts_with("deny_");
+                let Some(router) = router(mode, deny) else {
+                    unreachable!("checked by the guard")
                 };
                 let mut svc = router.with_state::<()>(());
                 let peer: SocketAddr = "192.0.2.1:1000".parse().unwrap();
-                for _ in 0..n {
+                for _ in 0..n + u64::from(deny) {
                     let mut req = Request::get("/").body(Body::empty()).unwrap();
                     req.extensions_mut().insert(ConnectInfo(peer));
                     let res = ServiceExt::<Request<Body>>::ready(&mut svc)
@@ -103,7 +99,74 @@ fn main() {
                 }
                 assert_eq!(allowed, n, "every check is allowed");
             }
-            _ => eprintln!("usage: instructions http|bare|check N | backend N KEYS"),
+            _ => eprintln!(
+                "usage: instructions MODE N | backend N KEYS (see the file's documentation)"
+            ),
         }
     });
+}
+
+/// The router of an HTTP mode, every limiter at a quota the run never
+/// exhausts, or with `deny` at one request per hour; `None` for a mode
+/// that is not one. The reference layers are those of `benches/http.rs`.
+fn router(mode: &str, deny: bool) -> Option<Router> {
+    use std::time::Duration;
+    use tollgate::headers::HeaderStyle;
+
+    let mode = mode.strip_prefix("deny_").unwrap_or(mode);
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (quota, period, burst) = if deny {
+        (Quota::per_hour(1), Duration::from_secs(3600), 1)
+    } else {
+        (
+            Quota::per_second(1_000_000_000),
+            Duration::from_nanos(1),
+            1_000_000_000,
+        )
+    };
+    let styled = |style| {
+        RateLimitLayer::builder()
+            .quota(quota)
+            .headers(style)
+            .build()
+            .unwrap()
+    };
+    let governed = |headers: bool| {
+        let mut config = tower_governor::governor::GovernorConfigBuilder::default();
+        config.period(period).burst_size(burst);
+        if headers {
+            config.use_headers();
+        }
+        tower_governor::GovernorLayer::new(config.finish().unwrap())
+    };
+    Some(match mode {
+        "bare" => app,
+        "noop" => app.layer(tower::util::MapRequestLayer::new(|req: Request<Body>| req)),
+        "body_mapping" => app.layer(tower::util::MapResponseLayer::new(
+            |res: http::Response<Body>| res.map(|body| body.map_err(axum::Error::new)),
+        )),
+        "five_headers" => app.layer(tower::util::MapResponseLayer::new(
+            |mut res: http::Response<Body>| {
+                use tollgate::headers::{
+                    RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+                    X_RATELIMIT_RESET,
+                };
+                let headers = res.headers_mut();
+                headers.reserve(5);
+                let value = http::HeaderValue::from_static;
+                headers.insert(&X_RATELIMIT_LIMIT, value("100"));
+                headers.insert(&X_RATELIMIT_REMAINING, value("99"));
+                headers.insert(&X_RATELIMIT_RESET, value("1"));
+                headers.insert(&RATELIMIT_POLICY, value("\"default\";q=100;w=60"));
+                headers.insert(&RATELIMIT, value("\"default\";r=99;t=1"));
+                res
+            },
+        )),
+        "http" => app.layer(RateLimitLayer::new(quota)),
+        "http_none" => app.layer(styled(HeaderStyle::None)),
+        "http_legacy" => app.layer(styled(HeaderStyle::Legacy)),
+        "tower_governor" => app.layer(governed(false)),
+        "tower_governor_headers" => app.layer(governed(true)),
+        _ => return None,
+    })
 }

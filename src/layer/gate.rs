@@ -182,10 +182,16 @@ impl<K, B> Gate<K, B> {
                 Answer::Pass(admission, delay)
             }
             (Verdict::Deny { denial, reported }, _) => {
-                let mut res = match &self.on_rejected {
-                    Some(handler) => handler(&denial),
-                    None => denial.problem().to_response(),
+                let Some(handler) = &self.on_rejected else {
+                    // Our own answer carries only its content type: the
+                    // headers go straight in.
+                    let mut res = denial.problem().to_response();
+                    headers::write(res.headers_mut(), self.headers, &reported.items, true);
+                    headers::write_denial(res.headers_mut(), denial.retry_after());
+                    return Answer::Respond(res);
                 };
+                // A handler's own headers win over ours.
+                let mut res = handler(&denial);
                 let mut extra = http::HeaderMap::new();
                 headers::write(&mut extra, self.headers, &reported.items, true);
                 headers::write_denial(&mut extra, denial.retry_after());
