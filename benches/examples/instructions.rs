@@ -17,15 +17,16 @@
 //! `benches/algorithms.rs`.
 //!
 //! Per request: the difference between two counts (say N = 2,000 and
-//! 6,000) over the difference in N, so set-up cancels out; subtract the
-//! calibration of quanta's clock (`quanta::Clock::new`, inclusive), which
-//! varies from run to run.
+//! 6,000) over the difference in N, so set-up cancels out, each count
+//! without the calibration of quanta's clock (the inclusive count of
+//! `once_cell::imp::OnceCell<T>::initialize`), which varies from run to
+//! run. `scripts/instructions.sh MODE...` does all of it.
 //!
 //! ```text
 //! cargo build --release -p tollgate-benches --example instructions
 //! valgrind --tool=callgrind --callgrind-out-file=cg.out \
 //!     target/release/examples/instructions http 2000
-//! callgrind_annotate --inclusive=yes cg.out | grep -m1 'quanta::Clock::new'
+//! callgrind_annotate --inclusive=yes cg.out | grep -m1 'OnceCell<T>::initialize '
 //! ```
 //!
 //! It uses only `RateLimitLayer`, `HeaderStyle`, `Quota` and `Limiter`, so
@@ -131,14 +132,15 @@ fn router(mode: &str, deny: bool) -> Option<Router> {
             .build()
             .unwrap()
     };
-    let governed = |headers: bool| {
-        let mut config = tower_governor::governor::GovernorConfigBuilder::default();
-        config.period(period).burst_size(burst);
-        if headers {
-            config.use_headers();
-        }
-        tower_governor::GovernorLayer::new(config.finish().unwrap())
+    let governor = || {
+        let mut builder = tower_governor::governor::GovernorConfigBuilder::default();
+        builder.period(period).burst_size(burst);
+        builder
     };
+    // `use_headers` returns a builder of another type (its middleware):
+    // its result is the one to finish.
+    let with_headers = governor().use_headers().finish().unwrap();
+    let without = governor().finish().unwrap();
     Some(match mode {
         "bare" => app,
         "noop" => app.layer(tower::util::MapRequestLayer::new(|req: Request<Body>| req)),
@@ -165,8 +167,8 @@ fn router(mode: &str, deny: bool) -> Option<Router> {
         "http" => app.layer(RateLimitLayer::new(quota)),
         "http_none" => app.layer(styled(HeaderStyle::None)),
         "http_legacy" => app.layer(styled(HeaderStyle::Legacy)),
-        "tower_governor" => app.layer(governed(false)),
-        "tower_governor_headers" => app.layer(governed(true)),
+        "tower_governor" => app.layer(tower_governor::GovernorLayer::new(without)),
+        "tower_governor_headers" => app.layer(tower_governor::GovernorLayer::new(with_headers)),
         _ => return None,
     })
 }
