@@ -75,6 +75,9 @@ pub mod settings;
 mod resolve;
 // Where counters live.
 pub mod backend;
+// What the limiter decides, counted (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub mod metrics;
 // LimitSet to verdict: backend call, fail mode, shadow, refunds.
 mod engine;
 // Front end: the Tower layer.
