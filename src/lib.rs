@@ -80,6 +80,8 @@ pub mod backend;
 pub mod metrics;
 // LimitSet to verdict: backend call, fail mode, shadow, refunds.
 mod engine;
+// Can the limiter enforce now: backend states, readiness.
+pub mod health;
 // Front end: the Tower layer.
 mod layer;
 // Front end: the axum extractor, over the layer.

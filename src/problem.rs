@@ -171,7 +171,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 /// Appends `s` as a JSON string literal, copying whole what needs no
 /// escape (pushed a character at a time, a 429's body took 4,800
 /// instructions).
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     if !needs_escape(s.as_bytes()) {
         out.push_str(s);

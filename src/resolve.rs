@@ -23,8 +23,10 @@ pub(crate) enum Resolution {
     /// Pass it on unlimited (exempt route, skipped key, allowed key,
     /// unlimited tier, no level applies).
     Unlimited,
-    /// Answer with this problem (a rejected or missing key, a denied key).
+    /// Answer with this problem (a rejected or missing key).
     Answer(Problem),
+    /// Answer 403: the address or the key is on the deny list.
+    Forbidden,
     /// A rejected key, counted against the layer's limit on rejected keys
     /// ([`RateLimitLayerBuilder::rejected_keys`](crate::RateLimitLayerBuilder::rejected_keys)):
     /// check this set, then answer the problem, or 429 once over it.
@@ -231,7 +233,7 @@ impl Resolver {
     fn settled(&self, settled: Settled, parts: &Parts) -> Resolution {
         match settled {
             Settled::Rejected(problem) => self.rejection(problem, parts),
-            Settled::Forbidden => Resolution::Answer(crate::settings::forbidden()),
+            Settled::Forbidden => Resolution::Forbidden,
             Settled::Unlimited => Resolution::Unlimited,
         }
     }

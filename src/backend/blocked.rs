@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use smallvec::SmallVec;
 
-use super::{Acquire, Backend, BackendError, Outcome, SettingsStore};
+use super::{Acquire, Backend, BackendError, BackendStatus, BlockedStatus, Outcome, SettingsStore};
 use crate::policy::LimitSet;
 use crate::time::{default_clock, Clock, Nanos, SharedClock};
 
@@ -338,6 +338,17 @@ impl<B: Backend> Backend for BlockedCache<B> {
     /// The inner backend's settings store.
     fn store(&self) -> Option<Arc<dyn SettingsStore>> {
         self.inner.store()
+    }
+
+    fn kind(&self) -> &'static str {
+        "blocked_cache"
+    }
+
+    fn status(&self) -> BackendStatus {
+        let mut status = BackendStatus::new(self.kind());
+        status.blocked = Some(BlockedStatus::new(self.len(), self.hits()));
+        status.parts = vec![self.inner.status()];
+        status
     }
 }
 

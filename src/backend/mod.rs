@@ -12,6 +12,7 @@ mod failover;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod status;
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -28,6 +29,7 @@ pub use blocked::{BlockedCache, DEFAULT_BLOCKED_CAPACITY};
 pub use circuit::{BackendHealth, CircuitBreaker, CircuitBreakerBuilder, CircuitState, Permit};
 pub use failover::{Failover, FailoverBuilder, FailoverFuture, Health, HealthStatus};
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};
+pub use status::{BackendStatus, BlockedStatus, MemoryStatus};
 
 use std::sync::Arc;
 
@@ -117,9 +119,70 @@ pub enum BackendError {
     /// The backend did not answer within its timeout.
     #[error("rate-limit backend timed out after {0:?}")]
     Timeout(std::time::Duration),
-    /// The backend is unreachable or failed.
+    /// The backend is unreachable or failed (for a reason none of the
+    /// other variants names).
     #[error("rate-limit backend unavailable: {0}")]
     Unavailable(String),
+    /// The connection to the backend failed, was refused or dropped.
+    #[error("rate-limit backend connection failed: {0}")]
+    Connection(String),
+    /// The backend ran the check's script and it failed.
+    #[error("rate-limit backend script failed: {0}")]
+    Script(String),
+    /// A clustered backend could not route the call (slots moving, a
+    /// cluster down).
+    #[error("rate-limit backend cluster error: {0}")]
+    Cluster(String),
+}
+
+impl BackendError {
+    /// What kind of failure this is (the `kind` label of
+    /// `tollgate_backend_errors_total`).
+    ///
+    /// ```
+    /// use tollgate::backend::{BackendError, ErrorKind};
+    /// let error = BackendError::Connection("refused".into());
+    /// assert_eq!(error.kind(), ErrorKind::Connection);
+    /// assert_eq!(error.kind().as_str(), "connection");
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackendError::Timeout(_) => ErrorKind::Timeout,
+            BackendError::Unavailable(_) => ErrorKind::Other,
+            BackendError::Connection(_) => ErrorKind::Connection,
+            BackendError::Script(_) => ErrorKind::Script,
+            BackendError::Cluster(_) => ErrorKind::Cluster,
+        }
+    }
+}
+
+/// The kind of a [`BackendError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection failed, was refused or dropped.
+    Connection,
+    /// The backend's script failed.
+    Script,
+    /// A cluster could not route the call.
+    Cluster,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// `"timeout"`, `"connection"`, `"script"`, `"cluster"` or `"other"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Script => "script",
+            ErrorKind::Cluster => "cluster",
+            ErrorKind::Other => "other",
+        }
+    }
 }
 
 impl From<BackendError> for StoreError {
@@ -127,6 +190,7 @@ impl From<BackendError> for StoreError {
         match error {
             BackendError::Timeout(after) => StoreError::Timeout(after),
             BackendError::Unavailable(why) => StoreError::Unavailable(why),
+            other => StoreError::Unavailable(other.to_string()),
         }
     }
 }
@@ -343,6 +407,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn acquire_now(&self, policy: &Policy, key: &Key, cost: u64) -> Option<Decision> {
         let _ = (policy, key, cost);
         None
+    }
+
+    /// What this backend is, in one word: the `backend` label of the
+    /// metrics and the name in health reports (`"memory"`, `"redis"`…;
+    /// `"custom"` by default).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Its state now, for health checks and sampled metrics. The default
+    /// says only its [`kind`](Backend::kind).
+    fn status(&self) -> BackendStatus {
+        BackendStatus::new(self.kind())
     }
 
     /// Where settings that every server must see alike live: per-key

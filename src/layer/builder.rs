@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::gate::{spawn_sync, Gate, OnRejected};
+use super::gate::{spawn_sync, Gate, OnRejected, SyncState};
 use super::RateLimitLayer;
 use crate::backend::{Backend, MemoryBackend};
 use crate::engine::{Denial, Engine, FailMode};
@@ -41,6 +41,8 @@ pub struct RateLimitLayerBuilder<K = ClientIp, B = MemoryBackend> {
     rejected_keys: Option<Rule>,
     clock: Option<SharedClock>,
     sync_interval: Duration,
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: crate::metrics::MetricsOptions,
 }
 
 /// How often a layer compares its copy of the shared overrides and access
@@ -76,6 +78,8 @@ impl RateLimitLayerBuilder {
             rejected_keys: None,
             clock: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::MetricsOptions::default(),
         }
     }
 }
@@ -112,6 +116,8 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             rejected_keys: self.rejected_keys,
             clock: self.clock,
             sync_interval: self.sync_interval,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
         }
     }
 
@@ -136,6 +142,8 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             rejected_keys: self.rejected_keys,
             clock: self.clock,
             sync_interval: self.sync_interval,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
         }
     }
 
@@ -351,6 +359,8 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
         if self.quota.is_none() && self.default_rule.is_none() && self.levels.is_empty() {
             return Err(ConfigError::MissingQuota);
         }
+        #[cfg(feature = "metrics")]
+        super::metrics::validate(&self.metrics)?;
         let (layer, errors) = self.assemble();
         if let Some(error) = errors.into_iter().next() {
             return Err(error);
@@ -371,12 +381,17 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             }
             spawn_sync(&layer.gate);
         }
+        #[cfg(feature = "metrics")]
+        super::metrics::spawn_sampling(&layer.gate);
         Ok(layer)
     }
 
     /// Puts the layer together; the errors are those of patterns, which
     /// leave their level out.
-    fn assemble(self) -> (RateLimitLayer<K, B>, Vec<ConfigError>) {
+    fn assemble(self) -> (RateLimitLayer<K, B>, Vec<ConfigError>)
+    where
+        B: Backend,
+    {
         let default = match (self.default_rule, self.quota) {
             (Some(rule), _) => Some(rule),
             (None, Some(quota)) => Some(Rule::new(self.name.clone(), quota).cost(self.cost)),
@@ -414,33 +429,41 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
                 Err(error) => errors.push(ConfigError::Pattern(error)),
             }
         }
+        let resolver = Resolver::new(
+            default,
+            levels,
+            table,
+            rejected,
+            self.clock.unwrap_or_else(default_clock),
+        );
+        let engine = Engine::new(
+            self.backend,
+            self.fail_mode,
+            self.shadow,
+            self.shadow_headers,
+        );
+        let engine = if self.headers.style == HeaderStyle::None {
+            engine.without_report()
+        } else {
+            engine
+        };
+        #[cfg(feature = "metrics")]
+        let engine = match super::metrics::instruments(&self.metrics, &resolver, &engine) {
+            Some(instruments) => engine.with_metrics(instruments),
+            None => engine,
+        };
         let layer = RateLimitLayer {
             gate: Arc::new(Gate {
                 extractor: self.extractor,
-                resolver: Resolver::new(
-                    default,
-                    levels,
-                    table,
-                    rejected,
-                    self.clock.unwrap_or_else(default_clock),
-                ),
+                resolver,
                 access: self.access,
-                engine: {
-                    let engine = Engine::new(
-                        self.backend,
-                        self.fail_mode,
-                        self.shadow,
-                        self.shadow_headers,
-                    );
-                    if self.headers.style == HeaderStyle::None {
-                        engine.without_report()
-                    } else {
-                        engine
-                    }
-                },
+                engine,
                 headers: self.headers,
                 on_rejected: self.on_rejected,
                 sync_interval: self.sync_interval,
+                sync_state: SyncState::default(),
+                #[cfg(feature = "metrics")]
+                metrics_interval: self.metrics.interval,
             }),
         };
         (layer, errors)
@@ -462,4 +485,9 @@ pub enum ConfigError {
     /// A group, route or exemption pattern is malformed.
     #[error(transparent)]
     Pattern(#[from] PatternError),
+    /// `.near_limit_ratio(..)` is not a share of the limit.
+    #[error(
+        "near_limit_ratio({0}) is not a share of the limit: give a number above 0 and at most 1 (the default is 0.8)"
+    )]
+    NearLimitRatio(String),
 }

@@ -41,6 +41,8 @@ pub(super) struct Pending<S, ReqBody> {
     pub(super) set: LimitSet,
     pub(super) settlements: Settlements,
     pub(super) refusal: Option<Box<Problem>>,
+    /// When the backend call started (its latency is reported).
+    pub(super) started: std::time::Instant,
 }
 
 pin_project! {
@@ -154,10 +156,12 @@ where
                         set,
                         settlements,
                         refusal,
+                        started,
                     }) = pending.take().map(|p| *p)
                     else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
+                    gate.timed(started);
                     match gate.answer(result, set, settlements, refusal, this.span) {
                         Answer::Pass(admission, delay) => {
                             if delay > Nanos::ZERO {

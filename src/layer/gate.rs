@@ -4,8 +4,9 @@
 //! [`Engine`], and turns the engine's verdict into HTTP: headers on a
 //! passing response, or a 429, 403, 401 or 503 answer.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -34,6 +35,43 @@ pub(crate) struct Gate<K, B> {
     pub(crate) headers: HeaderConfig,
     pub(crate) on_rejected: Option<OnRejected>,
     pub(crate) sync_interval: Duration,
+    /// How the background reload of shared settings is going.
+    pub(crate) sync_state: SyncState,
+    /// How often the sampled gauges are refreshed.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_interval: Duration,
+}
+
+/// How the reload of shared settings is going: when it last succeeded and
+/// how many times it failed.
+#[derive(Default)]
+pub(crate) struct SyncState {
+    /// When the last reload succeeded (`None`: not yet, or nothing to
+    /// reload).
+    last_ok: Mutex<Option<Instant>>,
+    failures: AtomicU64,
+}
+
+impl SyncState {
+    pub(crate) fn succeeded(&self) {
+        *self.last_ok.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Since the last successful reload.
+    pub(crate) fn age(&self) -> Option<Duration> {
+        self.last_ok
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|at| at.elapsed())
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
 }
 
 /// What the HTTP front end does with a request once its check is decided.
@@ -79,12 +117,16 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
     /// resolution: keys, key lists, the levels that apply.
     pub(crate) fn screen(&self, parts: &Parts) -> Resolution {
         let access = self.access.as_ref();
-        match access.map_or(Access::Limit, |a| a.check_request(parts)) {
-            Access::Deny => return Resolution::Answer(forbidden()),
-            Access::Allow => return Resolution::Unlimited,
-            Access::Limit => {}
+        let resolution = match access.map_or(Access::Limit, |a| a.check_request(parts)) {
+            Access::Deny => Resolution::Forbidden,
+            Access::Allow => Resolution::Unlimited,
+            Access::Limit => self.resolver.resolve(&self.extractor, access, parts),
+        };
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.engine.metrics() {
+            count_settled(metrics, &resolution);
         }
-        self.resolver.resolve(&self.extractor, access, parts)
+        resolution
     }
 
     /// The whole check of a request head, awaited, for callers that are
@@ -102,8 +144,17 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
             Resolution::Refuse(set, problem) => (set, Some(problem)),
             Resolution::Unlimited => return Ok(None),
             Resolution::Answer(problem) => return Err(problem.to_response()),
+            Resolution::Forbidden => return Err(forbidden().to_response()),
         };
-        let result = self.engine.acquire(&set).await;
+        let result = match self.engine.acquire(&set).into_state() {
+            Ok(ready) => ready,
+            Err(pending) => {
+                let started = std::time::Instant::now();
+                let result = pending.await;
+                self.engine.timed(started);
+                result
+            }
+        };
         let span = tracing::Span::none();
         match self.answer(result, set, Settlements::new(), refusal, &span) {
             Answer::Pass(admission, delay) => {
@@ -144,6 +195,9 @@ pub(crate) trait Decide: Send + Sync {
         refusal: Option<Box<Problem>>,
         span: &tracing::Span,
     ) -> Answer;
+
+    /// A networked backend call started at `started` has just answered.
+    fn timed(&self, started: std::time::Instant);
 }
 
 impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
@@ -156,6 +210,10 @@ impl<K: KeyExtractor, B: Backend> Decide for Gate<K, B> {
         span: &tracing::Span,
     ) -> Answer {
         self.respond(self.engine.decide(result, set, settlements, span), refusal)
+    }
+
+    fn timed(&self, started: std::time::Instant) {
+        self.engine.timed(started);
     }
 }
 
@@ -216,6 +274,19 @@ impl<K, B> Gate<K, B> {
     }
 }
 
+/// Counts a request settled before any limit.
+#[cfg(feature = "metrics")]
+fn count_settled(metrics: &crate::metrics::Instruments, resolution: &Resolution) {
+    use crate::metrics::Settled;
+    match resolution {
+        Resolution::Limit(..) => {}
+        Resolution::Unlimited => metrics.settled(Settled::Unlimited),
+        Resolution::Forbidden => metrics.settled(Settled::Forbidden),
+        Resolution::Answer(problem) => metrics.settled(Settled::KeyRejected(problem.status())),
+        Resolution::Refuse(_, problem) => metrics.settled(Settled::KeyRejected(problem.status())),
+    }
+}
+
 /// Starts the background reload of shared settings: it stops when the
 /// last clone of the layer and its services is dropped.
 pub(crate) fn spawn_sync<K, B>(gate: &Arc<Gate<K, B>>)
@@ -235,7 +306,12 @@ where
         let mut failing = false;
         loop {
             let Some(gate) = weak.upgrade() else { break };
-            match gate.sync().await {
+            let synced = gate.sync().await;
+            match &synced {
+                Ok(_) => gate.sync_state.succeeded(),
+                Err(_) => gate.sync_state.failed(),
+            }
+            match synced {
                 Ok(_) if failing => {
                     failing = false;
                     tracing::info!("tollgate: shared settings reloading again");

@@ -10,6 +10,8 @@ mod body;
 mod builder;
 mod future;
 mod gate;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod service;
 
 use std::fmt;
@@ -25,6 +27,7 @@ pub(crate) use gate::Admission;
 pub use service::RateLimit;
 
 use crate::backend::{Backend, MemoryBackend};
+use crate::health::{Health, SyncReport};
 use crate::key::{ClientIp, KeyExtractor};
 use crate::policy::Policy;
 use crate::quota::Quota;
@@ -137,6 +140,34 @@ impl<K, B> RateLimitLayer<K, B> {
     /// [`MemoryBackend::len`](crate::backend::MemoryBackend::len)).
     pub fn backend(&self) -> &B {
         self.gate.engine.backend()
+    }
+}
+
+impl<K, B: Backend> RateLimitLayer<K, B> {
+    /// Whether the limiter can enforce its limits now, and each backend's
+    /// state: see [`health`](crate::health). Cheap enough for every
+    /// health-check request (a few atomic loads and one small sort).
+    ///
+    /// ```
+    /// use tollgate::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new(Quota::per_second(10));
+    /// let health = layer.health();
+    /// assert!(health.is_ready());
+    /// assert_eq!(health.backends[0].kind, "memory");
+    /// ```
+    pub fn health(&self) -> Health {
+        let gate = &self.gate;
+        let backend = gate.engine.backend();
+        let sync = backend
+            .store()
+            .map(|_| SyncReport::new(gate.sync_state.age(), gate.sync_state.failures()));
+        Health::new(
+            &backend.status(),
+            gate.engine.watched(),
+            gate.engine.fail_mode(),
+            sync,
+        )
     }
 }
 

@@ -16,6 +16,7 @@ use crate::key::{ClientIp, KeyExtractor};
 use crate::policy::LimitSet;
 use crate::quota::Quota;
 use crate::resolve::{Resolution, Settlements};
+use crate::settings::forbidden;
 use crate::time::Nanos;
 
 /// The service made by [`RateLimitLayer`]: a request is keyed, checked,
@@ -130,6 +131,9 @@ where
             Resolution::Answer(problem) => {
                 return ResponseFuture::done(problem.to_response(), tracing::Span::none())
             }
+            Resolution::Forbidden => {
+                return ResponseFuture::done(forbidden().to_response(), tracing::Span::none())
+            }
         };
         // Checked first so that, with no subscriber interested, no span is
         // built at all (not even the `log` fallback axum's default
@@ -167,6 +171,7 @@ where
                         set,
                         settlements,
                         refusal,
+                        started: std::time::Instant::now(),
                     };
                     return ResponseFuture::waiting(acquire, pending, self.gate.clone(), span);
                 }

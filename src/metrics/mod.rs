@@ -4,4 +4,8 @@
 //!
 //! [`names`] lists every metric; the README has the same table.
 
+mod instruments;
 pub mod names;
+
+pub(crate) use instruments::{Instruments, MetricsOptions, Operation, Outcome, Settled};
+pub use instruments::{DEFAULT_METRICS_INTERVAL, DEFAULT_NEAR_LIMIT_RATIO};

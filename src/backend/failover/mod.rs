@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::circuit::{CircuitBreaker, CircuitState, Tracker};
-use super::{Acquire, Backend, BackendError, Outcome, SettingsStore};
+use super::{Acquire, Backend, BackendError, BackendStatus, Outcome, SettingsStore};
 use crate::policy::LimitSet;
 use crate::time::Nanos;
 
@@ -575,6 +575,24 @@ impl<P: Backend, F: Backend> Backend for Failover<P, F> {
     /// The primary's settings store.
     fn store(&self) -> Option<Arc<dyn SettingsStore>> {
         self.shared.primary.store()
+    }
+
+    fn kind(&self) -> &'static str {
+        "failover"
+    }
+
+    /// The primary behind the breaker (its circuit's view), the
+    /// fallback (its failures counted), and the write-back backlog.
+    fn status(&self) -> BackendStatus {
+        let s = &*self.shared;
+        let mut primary = s.primary.status();
+        primary.circuit = Some(s.breaker.health());
+        let mut fallback = s.fallback.status();
+        fallback.circuit = Some(s.fallback_health.health(CircuitState::Closed, None));
+        let mut status = BackendStatus::new(self.kind());
+        status.pending_writeback = Some(s.ledger.len());
+        status.parts = vec![primary, fallback];
+        status
     }
 }
 

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
-use super::{Acquire, Backend, Outcome};
+use super::{Acquire, Backend, BackendStatus, MemoryStatus, Outcome};
 use crate::key::Key;
 use crate::policy::{Limit, LimitSet, Policy};
 use crate::time::{Clock, MonotonicClock, Nanos};
@@ -812,6 +812,20 @@ impl Backend for MemoryBackend {
 
     fn acquire(&self, set: &LimitSet) -> Acquire<Self::Future> {
         Acquire::ready(Ok(self.run(set, self.inner.clock.now(), Mode::Acquire)))
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn status(&self) -> BackendStatus {
+        let mut status = BackendStatus::new(self.kind());
+        status.memory = Some(MemoryStatus::new(
+            self.len(),
+            self.max_keys(),
+            self.evictions(),
+        ));
+        status
     }
 
     #[inline]

@@ -25,7 +25,7 @@ pub use connect::{RedisBackendBuilder, RedisConnectError};
 
 use call::{key_name, Arg, Call, CallFuture, Mode};
 use connect::Connection;
-use reply::{describe, parse_reply};
+use reply::{describe, failed, parse_reply};
 use split::slot_groups;
 
 /// How long a call may take before it fails with
@@ -424,7 +424,7 @@ impl Inner {
         invocation
             .invoke_async::<Value>(&mut connection)
             .await
-            .map_err(|e| BackendError::Unavailable(describe(&e)))
+            .map_err(|e| failed(&e))
     }
 
     async fn invoke(&self, call: &Call) -> Result<Outcome, BackendError> {
@@ -462,6 +462,10 @@ impl Backend for RedisBackend {
     /// layer connected to it (see [`RedisBackend::settings`]).
     fn store(&self) -> Option<std::sync::Arc<dyn crate::settings::SettingsStore>> {
         Some(self.settings())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
     }
 
     /// Gives back what an acquire at `at` counted, with

@@ -14,6 +14,20 @@ pub(super) fn describe(e: &RedisError) -> String {
     format!("redis: {e}")
 }
 
+/// A failed call's error, by kind (the `kind` label of the errors metric).
+pub(super) fn failed(e: &RedisError) -> BackendError {
+    let why = describe(e);
+    if e.is_cluster_error() {
+        BackendError::Cluster(why)
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        BackendError::Connection(why)
+    } else if e.code() == Some("NOSCRIPT") || why.contains("script") {
+        BackendError::Script(why)
+    } else {
+        BackendError::Unavailable(why)
+    }
+}
+
 pub(super) fn malformed() -> BackendError {
     BackendError::Unavailable("redis: malformed reply from the tollgate script".into())
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use ::redis::{Script, Value};
 
-use super::{describe, RedisBackend};
-use crate::backend::BackendError;
+use super::{failed, RedisBackend};
 use crate::settings::{SettingsStore, StoreError, StoreFuture};
 
 /// `put`: sets the field, then moves the version; answers the new version.
@@ -210,7 +209,7 @@ impl RedisSettings {
                 invocation
                     .invoke_async::<Value>(&mut connection)
                     .await
-                    .map_err(|e| BackendError::Unavailable(describe(&e)))
+                    .map_err(|e| failed(&e))
             })
             .await
             .map_err(StoreError::from)
@@ -245,7 +244,7 @@ impl SettingsStore for RedisSettings {
                 .bounded(async {
                     get.query_async::<Value>(&mut connection)
                         .await
-                        .map_err(|e| BackendError::Unavailable(describe(&e)))
+                        .map_err(|e| failed(&e))
                 })
                 .await
                 .map_err(StoreError::from)?;

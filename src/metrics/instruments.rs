@@ -1,0 +1,302 @@
+//! The handles the engine counts with: registered with the installed
+//! recorder on first use (so a recorder installed after the layer is built,
+//! but before it serves, is the one used), then an atomic add each.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use metrics::{Counter, Histogram};
+
+use super::names;
+use crate::backend::{BackendError, ErrorKind};
+use crate::policy::Policy;
+use crate::Decision;
+
+/// The share of a limit at or over which an allowed decision counts as
+/// near the limit, by default (Envoy's `near_limit` ratio).
+pub const DEFAULT_NEAR_LIMIT_RATIO: f64 = 0.8;
+
+/// How a limit decision ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Allowed,
+    Denied,
+    ShadowDenied,
+    FailOpen,
+    FailClosed,
+}
+
+/// A request settled before any limit, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    Unlimited,
+    Forbidden,
+    KeyRejected(http::StatusCode),
+}
+
+/// A backend operation, as the `operation` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Acquire,
+}
+
+impl Operation {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Acquire => "acquire",
+        }
+    }
+}
+
+/// Policy ids are already hashes of the policy's name.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ById<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// One policy's counters.
+struct PolicyCounters {
+    allowed: Counter,
+    denied: Counter,
+    shadow_denied: Counter,
+    fail_open: Counter,
+    fail_closed: Counter,
+    near_limit: Counter,
+}
+
+impl PolicyCounters {
+    fn register(policy: &str) -> Self {
+        let decision = |outcome: &'static str| metrics::counter!(names::DECISIONS, "policy" => policy.to_owned(), "outcome" => outcome);
+        PolicyCounters {
+            allowed: decision("allowed"),
+            denied: decision("denied"),
+            shadow_denied: decision("shadow_denied"),
+            fail_open: decision("fail_open"),
+            fail_closed: decision("fail_closed"),
+            near_limit: metrics::counter!(names::NEAR_LIMIT, "policy" => policy.to_owned()),
+        }
+    }
+
+    fn of(&self, outcome: Outcome) -> &Counter {
+        match outcome {
+            Outcome::Allowed => &self.allowed,
+            Outcome::Denied => &self.denied,
+            Outcome::ShadowDenied => &self.shadow_denied,
+            Outcome::FailOpen => &self.fail_open,
+            Outcome::FailClosed => &self.fail_closed,
+        }
+    }
+}
+
+/// A policy's name and its counters, registered on first use.
+struct PolicyEntry {
+    name: Arc<str>,
+    counters: OnceLock<PolicyCounters>,
+}
+
+impl PolicyEntry {
+    fn new(name: Arc<str>) -> Self {
+        PolicyEntry {
+            name,
+            counters: OnceLock::new(),
+        }
+    }
+
+    fn counters(&self) -> &PolicyCounters {
+        self.counters
+            .get_or_init(|| PolicyCounters::register(&self.name))
+    }
+}
+
+/// Counters of requests settled before any limit, under the layer's
+/// default policy name.
+struct SettledCounters {
+    unlimited: Counter,
+    forbidden: Counter,
+    key_rejected: Counter,
+}
+
+/// The backend's instruments.
+struct BackendInstruments {
+    acquire: Histogram,
+}
+
+/// Everything the engine counts with.
+pub(crate) struct Instruments {
+    /// The policies known when the layer was built: read without a lock.
+    known: ById<PolicyEntry>,
+    /// Any other (a policy the front end made up later): behind a lock.
+    others: Mutex<ById<Arc<PolicyEntry>>>,
+    default_policy: Arc<str>,
+    settled: OnceLock<SettledCounters>,
+    /// Rejections by status: few distinct statuses, registered as seen.
+    rejections: Mutex<HashMap<u16, Counter>>,
+    backend_kind: &'static str,
+    backend: OnceLock<BackendInstruments>,
+    errors: Mutex<HashMap<ErrorKind, Counter>>,
+    near_limit_ratio: f64,
+}
+
+impl Instruments {
+    /// Instruments for `policies` (more may come), requests settled
+    /// before any limit counted under `default_policy`, a backend of
+    /// `backend_kind`.
+    pub(crate) fn new<'a>(
+        policies: impl IntoIterator<Item = &'a Policy>,
+        default_policy: Arc<str>,
+        backend_kind: &'static str,
+        near_limit_ratio: f64,
+    ) -> Self {
+        let mut known = ById::default();
+        for policy in policies {
+            known
+                .entry(policy.id())
+                .or_insert_with(|| PolicyEntry::new(policy.shared_name().clone()));
+        }
+        Instruments {
+            known,
+            others: Mutex::new(ById::default()),
+            default_policy,
+            settled: OnceLock::new(),
+            rejections: Mutex::new(HashMap::new()),
+            backend_kind,
+            backend: OnceLock::new(),
+            errors: Mutex::new(HashMap::new()),
+            near_limit_ratio,
+        }
+    }
+
+    /// Counts one limit's decision.
+    #[inline]
+    pub(crate) fn decision(&self, policy: &Policy, outcome: Outcome, decision: Option<&Decision>) {
+        let counted = |entry: &PolicyEntry| {
+            let counters = entry.counters();
+            counters.of(outcome).increment(1);
+            if let Some(d) = decision.filter(|d| outcome == Outcome::Allowed && d.limit > 0) {
+                let used = d.limit.saturating_sub(d.remaining);
+                if used as f64 >= self.near_limit_ratio * d.limit as f64 {
+                    counters.near_limit.increment(1);
+                }
+            }
+        };
+        match self.known.get(&policy.id()) {
+            Some(entry) => counted(entry),
+            None => {
+                let entry = {
+                    let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+                    others
+                        .entry(policy.id())
+                        .or_insert_with(|| Arc::new(PolicyEntry::new(policy.shared_name().clone())))
+                        .clone()
+                };
+                counted(&entry);
+            }
+        }
+    }
+
+    /// Counts a request settled before any limit.
+    pub(crate) fn settled(&self, settled: Settled) {
+        let counters = self.settled.get_or_init(|| {
+            let counter = |outcome: &'static str| {
+                metrics::counter!(names::DECISIONS, "policy" => self.default_policy.to_string(), "outcome" => outcome)
+            };
+            SettledCounters {
+                unlimited: counter("unlimited"),
+                forbidden: counter("forbidden"),
+                key_rejected: counter("key_rejected"),
+            }
+        });
+        match settled {
+            Settled::Unlimited => counters.unlimited.increment(1),
+            Settled::Forbidden => counters.forbidden.increment(1),
+            Settled::KeyRejected(status) => {
+                counters.key_rejected.increment(1);
+                let mut rejections = self
+                    .rejections
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                rejections
+                    .entry(status.as_u16())
+                    .or_insert_with(|| {
+                        metrics::counter!(
+                            names::KEY_REJECTIONS,
+                            "policy" => self.default_policy.to_string(),
+                            "status" => status.as_u16().to_string()
+                        )
+                    })
+                    .increment(1);
+            }
+        }
+    }
+
+    /// Records how long a networked backend call took.
+    pub(crate) fn backend_call(&self, operation: Operation, took: Duration) {
+        let backend = self.backend.get_or_init(|| BackendInstruments {
+            acquire: metrics::histogram!(
+                names::BACKEND_DURATION,
+                "backend" => self.backend_kind,
+                "operation" => Operation::Acquire.as_str()
+            ),
+        });
+        match operation {
+            Operation::Acquire => backend.acquire.record(took.as_secs_f64()),
+        }
+    }
+
+    /// Counts a failed backend call by kind.
+    pub(crate) fn backend_error(&self, error: &BackendError) {
+        let kind = error.kind();
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        errors
+            .entry(kind)
+            .or_insert_with(|| {
+                metrics::counter!(
+                    names::BACKEND_ERRORS,
+                    "backend" => self.backend_kind,
+                    "kind" => kind.as_str()
+                )
+            })
+            .increment(1);
+    }
+}
+
+/// How a layer counts: built by the builder's metrics methods.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsOptions {
+    /// Whether the layer counts at all.
+    pub(crate) enabled: bool,
+    pub(crate) near_limit_ratio: f64,
+    /// How often the gauges (table fill, circuit state…) are sampled.
+    pub(crate) interval: Duration,
+}
+
+/// How often the sampled gauges are refreshed, by default.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        MetricsOptions {
+            enabled: true,
+            near_limit_ratio: DEFAULT_NEAR_LIMIT_RATIO,
+            interval: DEFAULT_METRICS_INTERVAL,
+        }
+    }
+}
