@@ -118,23 +118,31 @@ where
 
 /// Sets every gauge from the state now.
 pub(super) fn sample<K, B: Backend>(gate: &Gate<K, B>) {
+    let Some(instruments) = gate.engine.metrics() else {
+        return;
+    };
+    let layer = instruments.layer().to_string();
     for status in gate.engine.backend().status().walk() {
-        sample_backend(status);
+        sample_backend(&layer, status);
     }
     if gate.engine.backend().store().is_some() {
         if let Some(age) = gate.sync_state.age() {
-            metrics::gauge!(names::SYNC_AGE).set(age.as_secs_f64());
+            metrics::gauge!(names::SYNC_AGE, "layer" => layer.clone()).set(age.as_secs_f64());
         }
-        metrics::counter!(names::SYNC_FAILURES).absolute(gate.sync_state.failures());
+        metrics::counter!(names::SYNC_FAILURES, "layer" => layer)
+            .absolute(gate.sync_state.failures());
     }
 }
 
-fn sample_backend(status: &BackendStatus) {
-    let backend = status.kind;
+fn sample_backend(layer: &str, status: &BackendStatus) {
+    let labels = [
+        ("layer", layer.to_owned()),
+        ("backend", status.kind.to_owned()),
+    ];
     if let Some(memory) = status.memory {
-        metrics::gauge!(names::MEMORY_KEYS, "backend" => backend).set(memory.keys as f64);
-        metrics::gauge!(names::MEMORY_MAX_KEYS, "backend" => backend).set(memory.max_keys as f64);
-        metrics::counter!(names::MEMORY_EVICTIONS, "backend" => backend).absolute(memory.evictions);
+        metrics::gauge!(names::MEMORY_KEYS, &labels).set(memory.keys as f64);
+        metrics::gauge!(names::MEMORY_MAX_KEYS, &labels).set(memory.max_keys as f64);
+        metrics::counter!(names::MEMORY_EVICTIONS, &labels).absolute(memory.evictions);
     }
     if let Some(circuit) = &status.circuit {
         let state = match circuit.state {
@@ -142,13 +150,13 @@ fn sample_backend(status: &BackendStatus) {
             CircuitState::HalfOpen => 1.0,
             CircuitState::Open => 2.0,
         };
-        metrics::gauge!(names::CIRCUIT_STATE, "backend" => backend).set(state);
+        metrics::gauge!(names::CIRCUIT_STATE, &labels).set(state);
     }
     if let Some(pending) = status.pending_writeback {
-        metrics::gauge!(names::FAILOVER_PENDING, "backend" => backend).set(pending as f64);
+        metrics::gauge!(names::FAILOVER_PENDING, &labels).set(pending as f64);
     }
     if let Some(blocked) = status.blocked {
-        metrics::gauge!(names::BLOCKED_ENTRIES, "backend" => backend).set(blocked.entries as f64);
-        metrics::counter!(names::BLOCKED_HITS, "backend" => backend).absolute(blocked.hits);
+        metrics::gauge!(names::BLOCKED_ENTRIES, &labels).set(blocked.entries as f64);
+        metrics::counter!(names::BLOCKED_HITS, &labels).absolute(blocked.hits);
     }
 }

@@ -252,6 +252,7 @@ impl Instruments {
         let backend = self.backend.get_or_init(|| BackendInstruments {
             acquire: metrics::histogram!(
                 names::BACKEND_DURATION,
+                "layer" => self.default_policy.to_string(),
                 "backend" => self.backend_kind,
                 "operation" => Operation::Acquire.as_str()
             ),
@@ -259,6 +260,11 @@ impl Instruments {
         match operation {
             Operation::Acquire => backend.acquire.record(took.as_secs_f64()),
         }
+    }
+
+    /// The layer's name: its default policy's (the `layer` label).
+    pub(crate) fn layer(&self) -> &Arc<str> {
+        &self.default_policy
     }
 
     /// Counts a failed backend call by kind.
@@ -270,6 +276,7 @@ impl Instruments {
             .or_insert_with(|| {
                 metrics::counter!(
                     names::BACKEND_ERRORS,
+                    "layer" => self.default_policy.to_string(),
                     "backend" => self.backend_kind,
                     "kind" => kind.as_str()
                 )

@@ -4,7 +4,9 @@
 //!
 //! Labels come from the configuration only (policy names, backend kinds,
 //! fixed outcome words), never from a request: the number of series is
-//! bounded by the configuration.
+//! bounded by the configuration. `layer` is the layer's name (its default
+//! policy's, `.name(..)` on the builder), so that two layers of one process
+//! keep their backends' series apart.
 
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,67 +119,67 @@ pub const ALL: &[Metric] = &[
     Metric {
         name: BACKEND_DURATION,
         kind: Kind::Histogram,
-        labels: &["backend", "operation"],
+        labels: &["layer", "backend", "operation"],
         help: "Seconds a networked rate-limit backend took to answer.",
     },
     Metric {
         name: BACKEND_ERRORS,
         kind: Kind::Counter,
-        labels: &["backend", "kind"],
+        labels: &["layer", "backend", "kind"],
         help: "Rate-limit backend calls that failed, by kind (timeout, connection, script, cluster, other).",
     },
     Metric {
         name: MEMORY_KEYS,
         kind: Kind::Gauge,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "Keys the in-memory backend holds.",
     },
     Metric {
         name: MEMORY_MAX_KEYS,
         kind: Kind::Gauge,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "The in-memory backend's bound on keys.",
     },
     Metric {
         name: MEMORY_EVICTIONS,
         kind: Kind::Counter,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "Live keys the full in-memory table forgot to make room for newcomers.",
     },
     Metric {
         name: CIRCUIT_STATE,
         kind: Kind::Gauge,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
     },
     Metric {
         name: FAILOVER_PENDING,
         kind: Kind::Gauge,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "Keys whose fallback consumption waits to be written back into the primary backend.",
     },
     Metric {
         name: BLOCKED_ENTRIES,
         kind: Kind::Gauge,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "Keys the blocked-key cache holds.",
     },
     Metric {
         name: BLOCKED_HITS,
         kind: Kind::Counter,
-        labels: &["backend"],
+        labels: &["layer", "backend"],
         help: "Requests the blocked-key cache answered without asking the backend.",
     },
     Metric {
         name: SYNC_AGE,
         kind: Kind::Gauge,
-        labels: &[],
+        labels: &["layer"],
         help: "Seconds since the shared overrides and access lists were last reloaded.",
     },
     Metric {
         name: SYNC_FAILURES,
         kind: Kind::Counter,
-        labels: &[],
+        labels: &["layer"],
         help: "Reloads of the shared overrides and access lists that failed.",
     },
     Metric {
