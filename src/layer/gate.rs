@@ -19,7 +19,7 @@ use crate::key::KeyExtractor;
 use crate::policy::LimitSet;
 use crate::problem::Problem;
 use crate::resolve::{Resolution, Resolver, Settlements};
-use crate::settings::{forbidden, sync, Access, AccessList, StoreError};
+use crate::settings::{sync, Access, AccessList, StoreError};
 use crate::time::Nanos;
 
 /// A user's rejection handler.
@@ -144,7 +144,7 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
             Resolution::Refuse(set, problem) => (set, Some(problem)),
             Resolution::Unlimited => return Ok(None),
             Resolution::Answer(problem) => return Err(problem.to_response()),
-            Resolution::Forbidden => return Err(forbidden().to_response()),
+            Resolution::Forbidden => return Err(crate::settings::forbidden().to_response()),
         };
         let result = match self.engine.acquire(&set).into_state() {
             Ok(ready) => ready,
