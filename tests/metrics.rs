@@ -304,3 +304,21 @@ async fn the_gauges_are_sampled_in_the_background() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[test]
+fn the_readme_lists_every_metric_with_its_labels() {
+    let readme = include_str!("../README.md");
+    for metric in tollgate::metrics::names::ALL {
+        let labels: Vec<String> = metric.labels.iter().map(|l| format!("`{l}`")).collect();
+        let row = format!("| `{}` |", metric.name);
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(&row))
+            .unwrap_or_else(|| panic!("README.md has no row for {}", metric.name));
+        assert!(
+            line.contains(&labels.join(", ")),
+            "README.md's row for {} should list the labels {labels:?}: {line}",
+            metric.name
+        );
+    }
+}
