@@ -8,7 +8,10 @@
 //! (`noop`, `body_mapping`, `five_headers`), `http` (tollgate's
 //! `RateLimitLayer::new`), `http_none` and `http_legacy` (the same with
 //! `HeaderStyle::None` and `Legacy`), `tower_governor` and
-//! `tower_governor_headers` (its default layer, and with `.use_headers()`).
+//! `tower_governor_headers` (its default layer, and with `.use_headers()`),
+//! `metrics_off` (`RateLimitLayer::new` with `.metrics(false)`; `http` has
+//! the `metrics` feature on and no recorder) and `metrics_prometheus` (the
+//! same with the Prometheus recorder installed).
 //! Each mode prefixed with `deny_` limits to one request per hour and spends
 //! it first, so that every counted request is answered 429.
 //! `instructions check N` makes N `Limiter::check`s of one key,
@@ -60,7 +63,7 @@ fn main() {
                     std::hint::black_box(d);
                 }
             }
-            mode if router(mode, false).is_some() => {
+            mode if HTTP_MODES.contains(&mode.trim_start_matches("deny_")) => {
                 // The deny modes spend their one request first: every
                 // counted request is then a 429.
                 let deny = mode.starts_with("deny_");
@@ -106,6 +109,21 @@ fn main() {
         }
     });
 }
+
+/// The modes that send requests through a router.
+const HTTP_MODES: &[&str] = &[
+    "bare",
+    "noop",
+    "body_mapping",
+    "five_headers",
+    "http",
+    "http_none",
+    "http_legacy",
+    "metrics_off",
+    "metrics_prometheus",
+    "tower_governor",
+    "tower_governor_headers",
+];
 
 /// The router of an HTTP mode, every limiter at a quota the run never
 /// exhausts, or with `deny` at one request per hour; `None` for a mode
@@ -167,6 +185,21 @@ fn router(mode: &str, deny: bool) -> Option<Router> {
         "http" => app.layer(RateLimitLayer::new(quota)),
         "http_none" => app.layer(styled(HeaderStyle::None)),
         "http_legacy" => app.layer(styled(HeaderStyle::Legacy)),
+        "metrics_off" => app.layer(
+            RateLimitLayer::builder()
+                .quota(quota)
+                .metrics(false)
+                .build()
+                .unwrap(),
+        ),
+        "metrics_prometheus" => {
+            // Installed before the layer's first request: its counters
+            // are the exporter's.
+            let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap();
+            app.layer(RateLimitLayer::new(quota))
+        }
         "tower_governor" => app.layer(tower_governor::GovernorLayer::new(without)),
         "tower_governor_headers" => app.layer(tower_governor::GovernorLayer::new(with_headers)),
         _ => return None,
