@@ -113,6 +113,11 @@ impl Resolver {
         Resolution::Refuse(set, Box::new(problem))
     }
 
+    /// What schedules and overrides read the time from.
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// The default level's policy, if the layer has one.
     pub(crate) fn default_policy(&self) -> Option<&Arc<Policy>> {
         self.default.as_ref().map(|l| &l.base)

@@ -322,3 +322,78 @@ fn the_readme_lists_every_metric_with_its_labels() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_most_denied_clients_are_listed_by_address_and_hash() {
+    prometheus();
+    let layer = RateLimitLayer::builder()
+        .name("counted-top")
+        .quota(Quota::per_minute(1))
+        .metrics_interval(Duration::from_millis(20))
+        .build()
+        .expect("a layer");
+    let app = app(layer.clone());
+    // 192.0.2.1 is denied 5 times, .2 three times, .3 once, .4 never.
+    for (ip, requests) in [
+        ("192.0.2.1", 6),
+        ("192.0.2.2", 4),
+        ("192.0.2.3", 2),
+        ("192.0.2.4", 1),
+    ] {
+        for _ in 0..requests {
+            status(&app, from(ip, "/")).await;
+        }
+    }
+    let top = layer.top_keys("counted-top", 10);
+    let seen: Vec<(Option<&str>, u64)> =
+        top.iter().map(|k| (k.label.as_deref(), k.count)).collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("192.0.2.1"), 5),
+            (Some("192.0.2.2"), 3),
+            (Some("192.0.2.3"), 1)
+        ]
+    );
+    let hash = tollgate::key::Key::from_ip("192.0.2.1".parse().expect("an address")).stable_hash();
+    assert_eq!(top[0].hash, hash, "the same hash as the logs' k:…");
+    assert!(top.iter().all(|k| k.error == 0), "exact below the capacity");
+    assert!(layer.top_keys("no-such-policy", 10).is_empty());
+
+    // The gauge ranks them without naming them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while value(
+        "tollgate_top_keys_denied",
+        &[("policy", "counted-top"), ("rank", "2")],
+    ) != Some(3.0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sample of the top keys within 5 s:\n{}",
+            prometheus().render()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_that_may_be_credentials_are_never_labelled() {
+    prometheus();
+    let layer = RateLimitLayer::builder()
+        .name("counted-secret")
+        .key(key::Header::new(HeaderName::from_static("x-api-key")))
+        .quota(Quota::per_minute(1))
+        .build()
+        .expect("a layer");
+    let app = app(layer.clone());
+    for _ in 0..3 {
+        let mut req = from("198.51.100.8", "/");
+        req.headers_mut()
+            .insert("x-api-key", http::HeaderValue::from_static("sk-live-123"));
+        status(&app, req).await;
+    }
+    let top = layer.top_keys("counted-secret", 10);
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].count, 2);
+    assert_eq!(top[0].label, None, "an API key is not shown");
+}

@@ -371,7 +371,12 @@ impl<B: Backend> Engine<B> {
         self.note(&Ok::<(), BackendError>(()));
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
-            metrics.decision(policy, crate::metrics::Outcome::Allowed, Some(&decision));
+            metrics.decision(
+                policy,
+                key,
+                crate::metrics::Outcome::Allowed,
+                Some(&decision),
+            );
         }
         span.record("outcome", "allowed");
         let mut reported = Reported::default();
@@ -400,7 +405,7 @@ impl<B: Backend> Engine<B> {
                 FailMode::Closed => Counted::FailClosed,
             };
             for limit in set.limits() {
-                metrics.decision(&limit.policy, counted, None);
+                metrics.decision(&limit.policy, &limit.key, counted, None);
             }
             return;
         };
@@ -412,7 +417,7 @@ impl<B: Backend> Engine<B> {
             } else {
                 Counted::Denied
             };
-            metrics.decision(&limit.policy, counted, Some(decision));
+            metrics.decision(&limit.policy, &limit.key, counted, Some(decision));
         }
     }
 

@@ -123,6 +123,26 @@ impl Key {
         }
     }
 
+    /// The address a key made by [`Key::from_ip`] holds (or any key of
+    /// the same bytes: a tag byte 4 and four bytes, or 6 and sixteen).
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use tollgate::key::Key;
+    ///
+    /// let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    /// assert_eq!(Key::from_ip(ip).as_ip(), Some(ip));
+    /// assert_eq!(Key::from("alice").as_ip(), None);
+    /// assert_eq!(Key::secret(b"api-key").as_ip(), None);
+    /// ```
+    pub fn as_ip(&self) -> Option<IpAddr> {
+        match self.as_bytes() {
+            [4, rest @ ..] => <[u8; 4]>::try_from(rest).ok().map(IpAddr::from),
+            [6, rest @ ..] => <[u8; 16]>::try_from(rest).ok().map(IpAddr::from),
+            _ => None,
+        }
+    }
+
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {

@@ -10,7 +10,8 @@ use super::gate::Gate;
 use super::RateLimitLayerBuilder;
 use crate::backend::{Backend, BackendStatus, CircuitState};
 use crate::engine::Engine;
-use crate::metrics::{names, Instruments, MetricsOptions};
+use crate::key::Key;
+use crate::metrics::{names, Instruments, MetricsOptions, TopKeysOptions};
 use crate::resolve::Resolver;
 
 impl<K, B> RateLimitLayerBuilder<K, B> {
@@ -33,6 +34,63 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
     /// 0.8). `build()` refuses a ratio outside `(0, 1]`.
     pub fn near_limit_ratio(mut self, ratio: f64) -> Self {
         self.metrics.near_limit_ratio = ratio;
+        self
+    }
+
+    /// Keep each policy's most limited keys over the last `span` (default
+    /// [`DEFAULT_TOP_KEYS_CAPACITY`](crate::metrics::DEFAULT_TOP_KEYS_CAPACITY)
+    /// = 64 counters over
+    /// [`DEFAULT_TOP_KEYS_SPAN`](crate::metrics::DEFAULT_TOP_KEYS_SPAN) = 5
+    /// minutes), in fixed memory (about 46 KB a policy at 64; see
+    /// [`TopKeys`](crate::metrics::top::TopKeys) for the error bound);
+    /// `capacity` 0 keeps none. Read them with
+    /// [`RateLimitLayer::top_keys`](crate::RateLimitLayer::top_keys).
+    pub fn top_keys(mut self, capacity: usize, span: Duration) -> Self {
+        self.metrics.top = (capacity > 0).then(|| {
+            let label = match &self.metrics.top {
+                Some(top) => top.label.clone(),
+                None => Arc::new(crate::metrics::ip_label),
+            };
+            TopKeysOptions {
+                capacity,
+                span,
+                admitted: false,
+                label,
+            }
+        });
+        self
+    }
+
+    /// Count admitted requests in the top keys too, not only denials
+    /// (default `false`: it adds a lock and a label to every request).
+    pub fn top_keys_admitted(mut self, admitted: bool) -> Self {
+        if let Some(top) = &mut self.metrics.top {
+            top.admitted = admitted;
+        }
+        self
+    }
+
+    /// How a key is shown in the top keys, beside its hash (the `k:…` of
+    /// the logs). By default a client address (a key made by
+    /// [`Key::from_ip`]) is shown and any other key is not: it may be a
+    /// credential. Return `None` for a key that must not be shown.
+    ///
+    /// ```
+    /// use tollgate::{key::Key, Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .quota(Quota::per_minute(60))
+    ///     .top_keys_label(|key: &Key| key.as_ip().map(|ip| format!("client {ip}")))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn top_keys_label(
+        mut self,
+        label: impl Fn(&Key) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        if let Some(top) = &mut self.metrics.top {
+            top.label = Arc::new(label);
+        }
         self
     }
 
@@ -83,7 +141,8 @@ pub(super) fn instruments<B: Backend>(
         levels.map(|level| &*level.base),
         default_policy,
         engine.backend().kind(),
-        options.near_limit_ratio,
+        options,
+        resolver.clock().clone(),
     )))
 }
 
@@ -124,6 +183,17 @@ pub(super) fn sample<K, B: Backend>(gate: &Gate<K, B>) {
     let layer = instruments.layer().to_string();
     for status in gate.engine.backend().status().walk() {
         sample_backend(&layer, status);
+    }
+    for (policy, top) in instruments.every_top(10) {
+        for rank in 1..=10usize {
+            let count = top.get(rank - 1).map_or(0, |k| k.count);
+            metrics::gauge!(
+                names::TOP_KEYS_DENIED,
+                "policy" => policy.to_string(),
+                "rank" => rank.to_string()
+            )
+            .set(count as f64);
+        }
     }
     if gate.engine.backend().store().is_some() {
         if let Some(age) = gate.sync_state.age() {

@@ -144,6 +144,31 @@ impl<K, B> RateLimitLayer<K, B> {
 }
 
 impl<K, B: Backend> RateLimitLayer<K, B> {
+    /// The `n` keys of `policy` (by name) denied most over the top-keys
+    /// span (with `top_keys_admitted`, requested most), heaviest first:
+    /// each a hash (the `k:…` of the logs), a display label when the
+    /// application gives one (a client address by default, never a
+    /// credential), an estimated count and its error bound. Empty for a
+    /// policy the layer does not know, or with metrics or top keys off.
+    ///
+    /// ```
+    /// use tollgate::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .name("api")
+    ///     .quota(Quota::per_minute(60))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(layer.top_keys("api", 10).is_empty(), "nothing denied yet");
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn top_keys(&self, policy: &str, n: usize) -> Vec<crate::metrics::top::TopKey> {
+        self.gate
+            .engine
+            .metrics()
+            .map_or_else(Vec::new, |m| m.top_keys(policy, n))
+    }
+
     /// Whether the limiter can enforce its limits now, and each backend's
     /// state: see [`health`](crate::health). Cheap enough for every
     /// health-check request (a few atomic loads and one small sort).

@@ -10,8 +10,11 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 
 use super::names;
+use super::top::{TopKey, TopKeys};
 use crate::backend::{BackendError, ErrorKind};
+use crate::key::Key;
 use crate::policy::Policy;
+use crate::time::SharedClock;
 use crate::Decision;
 
 /// The share of a limit at or over which an allowed decision counts as
@@ -106,17 +109,20 @@ impl PolicyCounters {
     }
 }
 
-/// A policy's name and its counters, registered on first use.
+/// A policy's name, its counters (registered on first use) and its most
+/// limited keys.
 struct PolicyEntry {
     name: Arc<str>,
     counters: OnceLock<PolicyCounters>,
+    top: Option<TopKeys>,
 }
 
 impl PolicyEntry {
-    fn new(name: Arc<str>) -> Self {
+    fn new(name: Arc<str>, top: Option<&TopKeysOptions>) -> Self {
         PolicyEntry {
             name,
             counters: OnceLock::new(),
+            top: top.map(|o| TopKeys::new(o.capacity, o.span)),
         }
     }
 
@@ -153,6 +159,8 @@ pub(crate) struct Instruments {
     backend: OnceLock<BackendInstruments>,
     errors: Mutex<HashMap<ErrorKind, Counter>>,
     near_limit_ratio: f64,
+    top: Option<TopKeysOptions>,
+    clock: SharedClock,
 }
 
 impl Instruments {
@@ -163,13 +171,14 @@ impl Instruments {
         policies: impl IntoIterator<Item = &'a Policy>,
         default_policy: Arc<str>,
         backend_kind: &'static str,
-        near_limit_ratio: f64,
+        options: &MetricsOptions,
+        clock: SharedClock,
     ) -> Self {
         let mut known = ById::default();
         for policy in policies {
-            known
-                .entry(policy.id())
-                .or_insert_with(|| PolicyEntry::new(policy.shared_name().clone()));
+            known.entry(policy.id()).or_insert_with(|| {
+                PolicyEntry::new(policy.shared_name().clone(), options.top.as_ref())
+            });
         }
         Instruments {
             known,
@@ -180,13 +189,23 @@ impl Instruments {
             backend_kind,
             backend: OnceLock::new(),
             errors: Mutex::new(HashMap::new()),
-            near_limit_ratio,
+            near_limit_ratio: options.near_limit_ratio,
+            top: options.top.clone(),
+            clock,
         }
     }
 
-    /// Counts one limit's decision.
+    /// Counts one limit's decision for `key`; a denial (or with
+    /// `top_keys_admitted`, any decision) also goes into the policy's top
+    /// keys.
     #[inline]
-    pub(crate) fn decision(&self, policy: &Policy, outcome: Outcome, decision: Option<&Decision>) {
+    pub(crate) fn decision(
+        &self,
+        policy: &Policy,
+        key: &Key,
+        outcome: Outcome,
+        decision: Option<&Decision>,
+    ) {
         let counted = |entry: &PolicyEntry| {
             let counters = entry.counters();
             counters.of(outcome).increment(1);
@@ -194,6 +213,12 @@ impl Instruments {
                 let used = d.limit.saturating_sub(d.remaining);
                 if used as f64 >= self.near_limit_ratio * d.limit as f64 {
                     counters.near_limit.increment(1);
+                }
+            }
+            if let (Some(top), Some(options)) = (&entry.top, &self.top) {
+                if outcome == Outcome::Denied || options.admitted {
+                    let label = (options.label)(key);
+                    top.record(key.stable_hash(), label.as_deref(), 1, self.clock.now());
                 }
             }
         };
@@ -204,7 +229,12 @@ impl Instruments {
                     let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
                     others
                         .entry(policy.id())
-                        .or_insert_with(|| Arc::new(PolicyEntry::new(policy.shared_name().clone())))
+                        .or_insert_with(|| {
+                            Arc::new(PolicyEntry::new(
+                                policy.shared_name().clone(),
+                                self.top.as_ref(),
+                            ))
+                        })
                         .clone()
                 };
                 counted(&entry);
@@ -262,6 +292,34 @@ impl Instruments {
         }
     }
 
+    /// The `n` keys of `policy` (by name) with the most records in the
+    /// top-keys span; empty for a policy this layer does not know or with
+    /// top keys off.
+    pub(crate) fn top_keys(&self, policy: &str, n: usize) -> Vec<TopKey> {
+        let now = self.clock.now();
+        let in_known = self.known.values().find(|e| &*e.name == policy);
+        if let Some(top) = in_known.and_then(|e| e.top.as_ref()) {
+            return top.top(n, now);
+        }
+        let others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        others
+            .values()
+            .find(|e| &*e.name == policy)
+            .and_then(|e| e.top.as_ref())
+            .map_or_else(Vec::new, |top| top.top(n, now))
+    }
+
+    /// Every policy with top keys, and its `n` heaviest keys now.
+    pub(crate) fn every_top(&self, n: usize) -> Vec<(Arc<str>, Vec<TopKey>)> {
+        let now = self.clock.now();
+        let others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        self.known
+            .values()
+            .chain(others.values().map(|e| &**e))
+            .filter_map(|e| Some((e.name.clone(), e.top.as_ref()?.top(n, now))))
+            .collect()
+    }
+
     /// The layer's name: its default policy's (the `layer` label).
     pub(crate) fn layer(&self) -> &Arc<str> {
         &self.default_policy
@@ -286,13 +344,40 @@ impl Instruments {
 }
 
 /// How a layer counts: built by the builder's metrics methods.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct MetricsOptions {
     /// Whether the layer counts at all.
     pub(crate) enabled: bool,
     pub(crate) near_limit_ratio: f64,
     /// How often the gauges (table fill, circuit state…) are sampled.
     pub(crate) interval: Duration,
+    /// The top limited keys, if kept.
+    pub(crate) top: Option<TopKeysOptions>,
+}
+
+/// A label for a key in the top keys: never a credential.
+pub(crate) type KeyLabel = Arc<dyn Fn(&Key) -> Option<String> + Send + Sync>;
+
+/// How the top limited keys are kept.
+#[derive(Clone)]
+pub(crate) struct TopKeysOptions {
+    pub(crate) capacity: usize,
+    pub(crate) span: Duration,
+    /// Admitted requests too, not only denials.
+    pub(crate) admitted: bool,
+    pub(crate) label: KeyLabel,
+}
+
+/// Counters per policy in the top keys, by default.
+pub const DEFAULT_TOP_KEYS_CAPACITY: usize = 64;
+
+/// The span the top keys cover, by default.
+pub const DEFAULT_TOP_KEYS_SPAN: Duration = Duration::from_secs(300);
+
+/// The default label: a client address (a key made by `Key::from_ip`);
+/// nothing for any other key, which may be a credential.
+pub(crate) fn ip_label(key: &Key) -> Option<String> {
+    key.as_ip().map(|ip| ip.to_string())
 }
 
 /// How often the sampled gauges are refreshed, by default.
@@ -304,6 +389,12 @@ impl Default for MetricsOptions {
             enabled: true,
             near_limit_ratio: DEFAULT_NEAR_LIMIT_RATIO,
             interval: DEFAULT_METRICS_INTERVAL,
+            top: Some(TopKeysOptions {
+                capacity: DEFAULT_TOP_KEYS_CAPACITY,
+                span: DEFAULT_TOP_KEYS_SPAN,
+                admitted: false,
+                label: Arc::new(ip_label),
+            }),
         }
     }
 }

@@ -10,5 +10,10 @@ mod instruments;
 pub mod names;
 pub mod top;
 
-pub(crate) use instruments::{Instruments, MetricsOptions, Operation, Outcome, Settled};
-pub use instruments::{DEFAULT_METRICS_INTERVAL, DEFAULT_NEAR_LIMIT_RATIO};
+pub(crate) use instruments::{
+    ip_label, Instruments, MetricsOptions, Operation, Outcome, Settled, TopKeysOptions,
+};
+pub use instruments::{
+    DEFAULT_METRICS_INTERVAL, DEFAULT_NEAR_LIMIT_RATIO, DEFAULT_TOP_KEYS_CAPACITY,
+    DEFAULT_TOP_KEYS_SPAN,
+};
