@@ -217,8 +217,8 @@ impl Instruments {
             }
             if let (Some(top), Some(options)) = (&entry.top, &self.top) {
                 if outcome == Outcome::Denied || options.admitted {
-                    let label = (options.label)(key);
-                    top.record(key.stable_hash(), label.as_deref(), 1, self.clock.now());
+                    let label = || (options.label)(key);
+                    top.record_with(key.stable_hash(), label, 1, self.clock.now());
                 }
             }
         };

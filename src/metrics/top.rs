@@ -395,6 +395,34 @@ impl TopKeys {
         current.add(capacity, hash, label, weight, previous);
     }
 
+    /// As [`record`](TopKeys::record), with the label made only when the
+    /// key has none yet in the current slice: for a label that allocates
+    /// (an address formatted), so that a key already shown costs nothing
+    /// more. The label must be the same every time for one hash.
+    pub fn record_with(
+        &self,
+        hash: u64,
+        label: impl FnOnce() -> Option<String>,
+        weight: u64,
+        now: Nanos,
+    ) {
+        if weight == 0 {
+            return;
+        }
+        let labelled = {
+            let inner = self.lock();
+            let slice = self.slice_of(now).max(inner.latest);
+            let current = &inner.ring[(slice % SUB_WINDOWS as u64) as usize];
+            current.slice == slice
+                && current
+                    .index
+                    .get(&hash)
+                    .is_some_and(|&slot| current.slots[slot as usize].label.is_some())
+        };
+        let label = if labelled { None } else { label() };
+        self.record(hash, label.as_deref(), weight, now);
+    }
+
     /// The `n` keys with the largest estimated counts over the span before
     /// `now`, largest first (equal counts by hash).
     ///
@@ -1023,5 +1051,25 @@ mod tests {
                 prop_assert_eq!(&three[..], &all[..all.len().min(3)]);
             }
         }
+    }
+
+    #[test]
+    fn record_with_makes_a_label_once_per_key_and_slice() {
+        let top = TopKeys::new(8, Duration::from_secs(5));
+        let made = std::cell::Cell::new(0);
+        let label = || {
+            made.set(made.get() + 1);
+            Some(String::from("192.0.2.1"))
+        };
+        for _ in 0..3 {
+            top.record_with(7, label, 1, Nanos::from_secs(0));
+        }
+        assert_eq!(made.get(), 1, "labelled once in the slice");
+        // The next slice (a second later) labels it once more.
+        top.record_with(7, label, 1, Nanos::from_secs(1));
+        assert_eq!(made.get(), 2);
+        let keys = top.top(1, Nanos::from_secs(1));
+        assert_eq!(keys[0].count, 4);
+        assert_eq!(keys[0].label.as_deref(), Some("192.0.2.1"));
     }
 }
