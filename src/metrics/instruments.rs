@@ -85,8 +85,26 @@ struct PolicyCounters {
     near_limit: Counter,
 }
 
+/// Gives the installed recorder every metric's help text, once per
+/// process (the Prometheus exporter prints it as `# HELP`).
+fn describe() {
+    static DESCRIBED: OnceLock<()> = OnceLock::new();
+    DESCRIBED.get_or_init(|| {
+        for metric in names::ALL {
+            match metric.kind {
+                names::Kind::Counter => metrics::describe_counter!(metric.name, metric.help),
+                names::Kind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
+                names::Kind::Histogram => {
+                    metrics::describe_histogram!(metric.name, metrics::Unit::Seconds, metric.help)
+                }
+            }
+        }
+    });
+}
+
 impl PolicyCounters {
     fn register(policy: &str) -> Self {
+        describe();
         let decision = |outcome: &'static str| metrics::counter!(names::DECISIONS, "policy" => policy.to_owned(), "outcome" => outcome);
         PolicyCounters {
             allowed: decision("allowed"),
