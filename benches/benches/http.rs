@@ -44,6 +44,10 @@
 //! addresses, so an allow-path limiter never denies. The status of every
 //! measured response is checked; a surprise is reported on stderr.
 //!
+//! - `metrics_cost`: tollgate with the `metrics` feature off at runtime
+//!   (`.metrics(false)`), on without a recorder, and on with the Prometheus
+//!   recorder installed (last: the recorder is global).
+//!
 //! Run: `cargo bench -p tollgate-benches --bench http -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -293,5 +297,43 @@ fn deny_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, allow_path, deny_path);
+/// The cost of the `metrics` feature on the allow path, in one run: the
+/// layer with metrics off, on with no recorder (its counters registered
+/// before the recorder is installed, so they stay no-ops), and on with
+/// the Prometheus recorder installed. Runs last: the recorder it installs
+/// is global.
+fn metrics_cost(c: &mut Criterion) {
+    let rt = runtime();
+    let peer = peer(ALLOW_PEER);
+    let ok = StatusCode::OK;
+    let quota = tollgate::Quota::new(u64::from(ALLOW_PER_SECOND), Duration::from_secs(1));
+    let with_metrics = |enabled: bool| {
+        let layer = tollgate::RateLimitLayer::builder()
+            .quota(quota)
+            .metrics(enabled)
+            .build()
+            .expect("a valid tollgate layer");
+        app().layer(layer)
+    };
+    let off = with_metrics(false);
+    // Its first request, before any recorder: counters that count nowhere.
+    let no_recorder = with_metrics(true);
+    rt.block_on(call(&no_recorder.clone().with_state(()), peer));
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder of this bench");
+    let prometheus = with_metrics(true);
+    let mut group = c.benchmark_group("metrics_cost");
+    bench_router(&mut group, &rt, "bare", &app(), peer, ok);
+    bench_router(&mut group, &rt, "tollgate_metrics_off", &off, peer, ok);
+    bench_router(&mut group, &rt, "tollgate_no_recorder", &no_recorder, peer, ok);
+    bench_router(&mut group, &rt, "tollgate_prometheus", &prometheus, peer, ok);
+    group.finish();
+    assert!(
+        handle.render().contains("tollgate_decisions_total"),
+        "the Prometheus recorder counted the measured requests"
+    );
+}
+
+criterion_group!(benches, allow_path, deny_path, metrics_cost);
 criterion_main!(benches);
