@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(layer.clone());
     let mut app = Router::new()
         .route("/metrics", get(metrics).with_state(prometheus))
-        .route("/health/ready", health::readiness(layer.clone()))
+        .route("/health/ready", layer.readiness_route())
         .route("/health/live", health::liveness())
         .merge(limited);
     match std::env::var("TOLLGATE_ADMIN_TOKEN") {

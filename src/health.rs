@@ -7,8 +7,10 @@
 //! layer still serves (unlimited) and counts as ready, unless a strict
 //! readiness check is asked for.
 //!
-//! With the `axum` feature, [`readiness`], [`readiness_strict`] and
-//! [`liveness`] are ready-made routes answering JSON.
+//! With the `axum` feature,
+//! [`RateLimitLayer::readiness_route`](crate::RateLimitLayer::readiness_route),
+//! [`strict_readiness_route`](crate::RateLimitLayer::strict_readiness_route)
+//! and [`liveness`] are ready-made routes answering JSON.
 //!
 //! ```
 //! use tollgate::{Quota, RateLimitLayer};
@@ -302,49 +304,6 @@ impl Health {
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
-}
-
-/// A readiness route for axum: 200 with the [`Health`] JSON while the
-/// layer serves as configured, 503 when its backend fails and the fail mode
-/// is closed.
-///
-/// ```
-/// use axum::Router;
-/// use tollgate::{Quota, RateLimitLayer};
-///
-/// let layer = RateLimitLayer::new(Quota::per_second(10));
-/// let app: Router = Router::new()
-///     .route("/health/ready", tollgate::health::readiness(layer.clone()))
-///     .route("/health/live", tollgate::health::liveness());
-/// ```
-#[cfg(feature = "axum")]
-pub fn readiness<S, K, B>(layer: crate::RateLimitLayer<K, B>) -> axum::routing::MethodRouter<S>
-where
-    S: Clone + Send + Sync + 'static,
-    K: Send + Sync + 'static,
-    B: crate::backend::Backend,
-{
-    axum::routing::get(move || {
-        let health = layer.health();
-        async move { health.to_response(false).map(axum::body::Body::from) }
-    })
-}
-
-/// As [`readiness`], but 503 whenever the backend fails, fail mode open
-/// included (the limiter does not enforce its limits then).
-#[cfg(feature = "axum")]
-pub fn readiness_strict<S, K, B>(
-    layer: crate::RateLimitLayer<K, B>,
-) -> axum::routing::MethodRouter<S>
-where
-    S: Clone + Send + Sync + 'static,
-    K: Send + Sync + 'static,
-    B: crate::backend::Backend,
-{
-    axum::routing::get(move || {
-        let health = layer.health();
-        async move { health.to_response(true).map(axum::body::Body::from) }
-    })
 }
 
 /// A liveness route for axum: always 200 `{"status":"alive"}` (the process

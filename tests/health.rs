@@ -59,8 +59,8 @@ fn app<B: Backend>(layer: RateLimitLayer<tollgate::key::ClientIp, B>) -> Router 
         .route("/", get(|| async { "hello" }))
         .layer(layer.clone());
     Router::new()
-        .route("/health/ready", health::readiness(layer.clone()))
-        .route("/health/strict", health::readiness_strict(layer))
+        .route("/health/ready", layer.readiness_route())
+        .route("/health/strict", layer.strict_readiness_route())
         .route("/health/live", health::liveness())
         .merge(limited)
 }

@@ -326,8 +326,22 @@ fn metrics_cost(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics_cost");
     bench_router(&mut group, &rt, "bare", &app(), peer, ok);
     bench_router(&mut group, &rt, "tollgate_metrics_off", &off, peer, ok);
-    bench_router(&mut group, &rt, "tollgate_no_recorder", &no_recorder, peer, ok);
-    bench_router(&mut group, &rt, "tollgate_prometheus", &prometheus, peer, ok);
+    bench_router(
+        &mut group,
+        &rt,
+        "tollgate_no_recorder",
+        &no_recorder,
+        peer,
+        ok,
+    );
+    bench_router(
+        &mut group,
+        &rt,
+        "tollgate_prometheus",
+        &prometheus,
+        peer,
+        ok,
+    );
     group.finish();
     assert!(
         handle.render().contains("tollgate_decisions_total"),

@@ -196,6 +196,54 @@ impl<K, B: Backend> RateLimitLayer<K, B> {
     }
 }
 
+#[cfg(feature = "axum")]
+impl<K, B> RateLimitLayer<K, B>
+where
+    K: Send + Sync + 'static,
+    B: Backend,
+{
+    /// A readiness route for axum: 200 with the [`Health`] JSON while the
+    /// layer serves as configured, 503 when its backend fails and the fail
+    /// mode is closed ([`Health::is_ready`]).
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use tollgate::{Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new(Quota::per_second(10));
+    /// let app: Router = Router::new()
+    ///     .route("/health/ready", layer.readiness_route())
+    ///     .route("/health/live", tollgate::health::liveness());
+    /// ```
+    pub fn readiness_route<S>(&self) -> axum::routing::MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.health_route(false)
+    }
+
+    /// As [`readiness_route`](Self::readiness_route), but 503 whenever the
+    /// backend fails, fail mode open included (the limits are not enforced
+    /// then: [`Health::is_ready_strict`]).
+    pub fn strict_readiness_route<S>(&self) -> axum::routing::MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.health_route(true)
+    }
+
+    fn health_route<S>(&self, strict: bool) -> axum::routing::MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let layer = self.clone();
+        axum::routing::get(move || {
+            let health = layer.health();
+            async move { health.to_response(strict).map(axum::body::Body::from) }
+        })
+    }
+}
+
 impl<K: KeyExtractor, B: Backend> RateLimitLayer<K, B> {
     /// Reloads the shared overrides and access lists from the backend's
     /// store now, if they changed (the layer also does it every
