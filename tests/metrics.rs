@@ -6,6 +6,9 @@
 //! this binary can share the recorder.
 #![cfg(feature = "metrics")]
 
+#[cfg(feature = "redis")]
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -396,4 +399,68 @@ async fn keys_that_may_be_credentials_are_never_labelled() {
     assert_eq!(top.len(), 1);
     assert_eq!(top[0].count, 2);
     assert_eq!(top[0].label, None, "an API key is not shown");
+}
+
+/// A real Redis: its calls are timed per operation and its median latency
+/// shows in the health; once it is killed, connection errors are counted by
+/// kind and the health says it fails.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_networked_backend_is_timed_and_its_errors_counted_by_kind() {
+    prometheus();
+    let Some(mut redis) = support::RedisServer::start() else {
+        return;
+    };
+    let backend = redis
+        .backend_timing_out_after(Duration::from_millis(500))
+        .await;
+    let layer = RateLimitLayer::builder()
+        .name("counted-redis")
+        .quota(Quota::per_minute(100))
+        .backend(backend)
+        .build()
+        .expect("a layer");
+    let app = app(layer.clone());
+    for _ in 0..3 {
+        assert_eq!(
+            status(&app, from("198.51.100.9", "/")).await,
+            StatusCode::OK
+        );
+    }
+    let timed = value(
+        "tollgate_backend_duration_seconds_count",
+        &[
+            ("layer", "counted-redis"),
+            ("backend", "redis"),
+            ("operation", "acquire"),
+        ],
+    );
+    assert_eq!(timed, Some(3.0), "{}", prometheus().render());
+    let health = layer.health();
+    assert_eq!(health.backends[0].kind, "redis");
+    assert!(health.backends[0].p50_latency.is_some());
+
+    redis.kill();
+    assert_eq!(
+        status(&app, from("198.51.100.9", "/")).await,
+        StatusCode::OK,
+        "fail open"
+    );
+    let text = prometheus().render();
+    let failed: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("tollgate_backend_errors_total{")
+                && l.contains(r#"layer="counted-redis""#)
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failed, 1.0, "{text}");
+    assert!(
+        text.contains(r#"layer="counted-redis",backend="redis",kind="connection""#)
+            || text.contains(r#"layer="counted-redis",backend="redis",kind="timeout""#),
+        "a dead server is a connection error or a timeout:\n{text}"
+    );
+    assert_eq!(counted("counted-redis", "fail_open"), 1.0);
+    assert_eq!(layer.health().status(), tollgate::health::Status::Failing);
 }
