@@ -114,6 +114,7 @@ impl Resolver {
     }
 
     /// What schedules and overrides read the time from.
+    #[cfg(feature = "metrics")]
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.clock
     }
