@@ -1,6 +1,7 @@
 //! From a request to its [`LimitSet`]: the route table's levels, each
 //! keyed, priced and turned into one concrete policy.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -31,6 +32,14 @@ pub(crate) enum Resolution {
     /// ([`RateLimitLayerBuilder::rejected_keys`](crate::RateLimitLayerBuilder::rejected_keys)):
     /// check this set, then answer the problem, or 429 once over it.
     Refuse(LimitSet, Box<Problem>),
+}
+
+/// What [`Resolver::simple`] finds.
+pub(crate) enum Simple<'a> {
+    /// Check this key against this policy.
+    Keyed(Key, Cow<'a, Arc<Policy>>),
+    /// A request without a key: what it resolves to.
+    Resolved(Resolution),
 }
 
 /// Every level a layer knows, the table that picks them, and the
@@ -122,6 +131,26 @@ impl Resolver {
     /// The default level's policy, if the layer has one.
     pub(crate) fn default_policy(&self) -> Option<&Arc<Policy>> {
         self.default.as_ref().map(|l| &l.base)
+    }
+
+    /// The common case without a set: with only a plain default level
+    /// keyed by the layer (`simple`) and no key lists, the request's key
+    /// and its policy (an override's, else the level's, borrowed).
+    pub(crate) fn simple<K: KeyExtractor>(&self, extractor: &K, parts: &Parts) -> Simple<'_> {
+        let Some(level) = &self.default else {
+            return Simple::Resolved(Resolution::Unlimited);
+        };
+        match listed_key(extractor, None, parts) {
+            Ok(Some(key)) => {
+                let policy = match self.overrides.lookup(level.base.id(), &key) {
+                    Some(policy) => Cow::Owned(policy),
+                    None => Cow::Borrowed(&level.base),
+                };
+                Simple::Keyed(key, policy)
+            }
+            Ok(None) => Simple::Resolved(Resolution::Unlimited),
+            Err(settled) => Simple::Resolved(self.settled(settled, parts)),
+        }
     }
 
     /// Resolves `parts`: keys (the layer's `extractor` for levels without

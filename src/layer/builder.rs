@@ -452,8 +452,10 @@ impl<K, B> RateLimitLayerBuilder<K, B> {
             Some(instruments) => engine.with_metrics(instruments),
             None => engine,
         };
+        let simple = resolver.simple && resolver.rejected.is_none() && self.access.is_none();
         let layer = RateLimitLayer {
             gate: Arc::new(Gate {
+                simple,
                 extractor: self.extractor,
                 resolver,
                 access: self.access,

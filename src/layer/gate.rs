@@ -18,7 +18,7 @@ use crate::headers::{self, HeaderConfig, HeaderStyle};
 use crate::key::KeyExtractor;
 use crate::policy::LimitSet;
 use crate::problem::Problem;
-use crate::resolve::{Resolution, Resolver, Settlements};
+use crate::resolve::{Resolution, Resolver, Settlements, Simple};
 use crate::settings::{sync, Access, AccessList, StoreError};
 use crate::time::Nanos;
 
@@ -37,6 +37,9 @@ pub(crate) struct Gate<K, B> {
     pub(crate) sync_interval: Duration,
     /// How the background reload of shared settings is going.
     pub(crate) sync_state: SyncState,
+    /// One plain level keyed by the layer, no access list, no limit on
+    /// rejected keys: requests take [`Gate::screen_simple`].
+    pub(crate) simple: bool,
     /// How often the sampled gauges are refreshed.
     #[cfg(feature = "metrics")]
     pub(crate) metrics_interval: Duration,
@@ -127,6 +130,17 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
             count_settled(metrics, &resolution);
         }
         resolution
+    }
+
+    /// [`screen`](Gate::screen) for a `simple` gate: the key and its
+    /// policy, without building a set.
+    pub(crate) fn screen_simple(&self, parts: &Parts) -> Simple<'_> {
+        let screened = self.resolver.simple(&self.extractor, parts);
+        #[cfg(feature = "metrics")]
+        if let (Simple::Resolved(resolution), Some(metrics)) = (&screened, self.engine.metrics()) {
+            count_settled(metrics, resolution);
+        }
+        screened
     }
 
     /// The whole check of a request head, awaited, for callers that are

@@ -15,7 +15,7 @@ use crate::backend::{Backend, MemoryBackend};
 use crate::key::{ClientIp, KeyExtractor};
 use crate::policy::LimitSet;
 use crate::quota::Quota;
-use crate::resolve::{Resolution, Settlements};
+use crate::resolve::{Resolution, Settlements, Simple};
 use crate::settings::forbidden;
 use crate::time::Nanos;
 
@@ -121,7 +121,31 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let gate = &*self.gate;
         let (parts, body) = req.into_parts();
-        let (set, settlements, refusal) = match gate.screen(&parts) {
+        // The common case (one plain level, in memory, nobody tracing):
+        // decided without a set, an outcome or a span.
+        let resolution = if gate.simple && !tracing::enabled!(tracing::Level::DEBUG) {
+            match gate.screen_simple(&parts) {
+                Simple::Keyed(key, policy) => {
+                    let cost = policy.cost();
+                    let none = tracing::Span::none();
+                    match gate.engine.check_one(&policy, &key, cost, &none) {
+                        Some(verdict) => {
+                            let answer = gate.respond(verdict, None);
+                            let req = Request::from_parts(parts, body);
+                            return self.answered(answer, req, none);
+                        }
+                        None => {
+                            let set = LimitSet::single(policy.into_owned(), key, cost);
+                            Resolution::Limit(set, Settlements::new())
+                        }
+                    }
+                }
+                Simple::Resolved(resolution) => resolution,
+            }
+        } else {
+            gate.screen(&parts)
+        };
+        let (set, settlements, refusal) = match resolution {
             Resolution::Limit(set, settlements) => (set, settlements, None),
             Resolution::Refuse(set, problem) => (set, Settlements::new(), Some(problem)),
             Resolution::Unlimited => {
@@ -178,6 +202,22 @@ where
             },
         };
         drop(entered);
+        self.answered(answer, req, span)
+    }
+}
+
+impl<S, K, B> RateLimit<S, K, B> {
+    /// The future of a request whose check is decided: the inner call
+    /// (after a queueing delay, if any), or the limiter's own answer.
+    fn answered<ReqBody, ResBody, F>(
+        &mut self,
+        answer: Answer,
+        req: Request<ReqBody>,
+        span: tracing::Span,
+    ) -> ResponseFuture<S, ReqBody, F>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         match answer {
             Answer::Pass(admission, delay) => {
                 if delay > Nanos::ZERO {
