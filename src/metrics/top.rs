@@ -382,8 +382,20 @@ impl TopKeys {
         if weight == 0 {
             return;
         }
-        let capacity = self.capacity;
         let mut inner = self.lock();
+        self.record_in(&mut inner, hash, label, weight, now);
+    }
+
+    /// `record` under the lock already taken.
+    fn record_in(
+        &self,
+        inner: &mut Inner,
+        hash: u64,
+        label: Option<&str>,
+        weight: u64,
+        now: Nanos,
+    ) {
+        let capacity = self.capacity;
         let slice = self.slice_of(now).max(inner.latest);
         inner.latest = slice;
         let at = (slice % SUB_WINDOWS as u64) as usize;
@@ -409,18 +421,16 @@ impl TopKeys {
         if weight == 0 {
             return;
         }
-        let labelled = {
-            let inner = self.lock();
-            let slice = self.slice_of(now).max(inner.latest);
-            let current = &inner.ring[(slice % SUB_WINDOWS as u64) as usize];
-            current.slice == slice
-                && current
-                    .index
-                    .get(&hash)
-                    .is_some_and(|&slot| current.slots[slot as usize].label.is_some())
-        };
+        let mut inner = self.lock();
+        let slice = self.slice_of(now).max(inner.latest);
+        let current = &inner.ring[(slice % SUB_WINDOWS as u64) as usize];
+        let labelled = current.slice == slice
+            && current
+                .index
+                .get(&hash)
+                .is_some_and(|&slot| current.slots[slot as usize].label.is_some());
         let label = if labelled { None } else { label() };
-        self.record(hash, label.as_deref(), weight, now);
+        self.record_in(&mut inner, hash, label.as_deref(), weight, now);
     }
 
     /// The `n` keys with the largest estimated counts over the span before
