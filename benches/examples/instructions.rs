@@ -9,7 +9,8 @@
 //! `RateLimitLayer::new`), `http_none` and `http_legacy` (the same with
 //! `HeaderStyle::None` and `Legacy`), `tower_governor` and
 //! `tower_governor_headers` (its default layer, and with `.use_headers()`),
-//! `metrics_off` (`RateLimitLayer::new` with `.metrics(false)`; `http` has
+//! `metrics_off` and `http_none_metrics_off` (`RateLimitLayer::new`, and
+//! with `HeaderStyle::None`, with `.metrics(false)`; `http` has
 //! the `metrics` feature on and no recorder) and `metrics_prometheus` (the
 //! same with the Prometheus recorder installed).
 //! Each mode prefixed with `deny_` limits to one request per hour and spends
@@ -119,6 +120,7 @@ const HTTP_MODES: &[&str] = &[
     "http",
     "http_none",
     "http_legacy",
+    "http_none_metrics_off",
     "metrics_off",
     "metrics_prometheus",
     "tower_governor",
@@ -185,6 +187,14 @@ fn router(mode: &str, deny: bool) -> Option<Router> {
         "http" => app.layer(RateLimitLayer::new(quota)),
         "http_none" => app.layer(styled(HeaderStyle::None)),
         "http_legacy" => app.layer(styled(HeaderStyle::Legacy)),
+        "http_none_metrics_off" => app.layer(
+            RateLimitLayer::builder()
+                .quota(quota)
+                .headers(HeaderStyle::None)
+                .metrics(false)
+                .build()
+                .unwrap(),
+        ),
         "metrics_off" => app.layer(
             RateLimitLayer::builder()
                 .quota(quota)
