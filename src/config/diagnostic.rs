@@ -62,6 +62,9 @@ pub struct Diagnostic {
     pub message: String,
     /// What to do about it, when there is something to say.
     pub fix: Option<String>,
+    /// The profile or variable that set the value, when not the file.
+    #[serde(skip)]
+    pub(crate) origin: Option<super::profiles::Source>,
 }
 
 impl Diagnostic {
@@ -72,6 +75,7 @@ impl Diagnostic {
             path: path.into(),
             message: message.into(),
             fix: None,
+            origin: None,
         }
     }
 
@@ -123,7 +127,9 @@ pub(crate) fn did_you_mean<'a>(
         let score = strsim::jaro_winkler(&input_lower, &candidate.to_ascii_lowercase());
         let distance = strsim::damerau_levenshtein(&input_lower, &candidate.to_ascii_lowercase());
         // A typo: a couple of edits, or very similar for a long word.
-        let close = distance <= 2.max(candidate.len() / 4) || score >= 0.9;
+        let abbreviation =
+            input_lower.len() >= 3 && candidate.to_ascii_lowercase().starts_with(&input_lower);
+        let close = distance <= 2.max(candidate.len() / 4) || score >= 0.9 || abbreviation;
         if close && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, candidate));
         }

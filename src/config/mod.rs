@@ -342,6 +342,8 @@ impl Config {
 pub struct Loader {
     profile: Option<String>,
     env: Option<Vec<(String, String)>>,
+    /// Where relative file names are read from: the file's directory.
+    base_dir: Option<PathBuf>,
 }
 
 impl Loader {
@@ -398,9 +400,11 @@ impl Loader {
                 Diagnostic::error("", "the file is not UTF-8 text").fix("save it as UTF-8")
             ],
         })?;
-        let mut config = self.load_str(&text, format)?;
-        config.base_dir = path.parent().map(FsPath::to_owned);
-        Ok(config)
+        let loader = Loader {
+            base_dir: path.parent().map(FsPath::to_owned),
+            ..self.clone()
+        };
+        loader.load_str(&text, format)
     }
 
     /// Reads `text` in `format`.
@@ -422,31 +426,37 @@ impl Loader {
         // The file as written, profiles included: paths as in the file.
         let whole = load::read(&mut tree, &|_| None);
         let mut problems = whole.problems;
-        let profile_names: Vec<String> = whole.file.profiles.keys().cloned().collect();
-
-        let (profile, chosen_by) =
-            match (&self.profile, vars.iter().find(|(k, _)| k == PROFILE_VAR)) {
-                (Some(p), _) => (Some(p.clone()), "--profile"),
-                (None, Some((_, p))) if !p.is_empty() => (Some(p.clone()), PROFILE_VAR),
-                _ => (None, ""),
-            };
-        let mut effective = tree.clone();
-        let mut overlay = None;
-        if let Value::Object(map) = &mut effective {
-            let all = map.remove("profiles");
-            if let (Some(name), Some(Value::Object(all))) = (&profile, all) {
-                overlay = all.get(name).cloned();
+        let names: Vec<String> = whole.file.profiles.keys().cloned().collect();
+        for (name, profile) in &whole.file.profiles {
+            if !profile.profiles.is_empty() {
+                problems.push(
+                    Diagnostic::error(
+                        Path::default()
+                            .key("profiles")
+                            .key(name)
+                            .key("profiles")
+                            .to_string(),
+                        "a profile cannot hold profiles",
+                    )
+                    .fix("move these profiles to the top level"),
+                );
             }
         }
-        if let Some(name) = &profile {
-            if overlay.is_none() {
-                let names: Vec<&str> = profile_names.iter().map(String::as_str).collect();
-                let fix = match diagnostic::did_you_mean(name, names.iter().copied()) {
+        let chosen = match (&self.profile, vars.iter().find(|(k, _)| k == PROFILE_VAR)) {
+            (Some(p), _) => Some((p.clone(), "--profile")),
+            (None, Some((_, p))) if !p.is_empty() => Some((p.clone(), PROFILE_VAR)),
+            _ => None,
+        };
+        let mut selected = None;
+        if let Some((name, chosen_by)) = chosen {
+            if names.contains(&name) {
+                selected = Some(name);
+            } else {
+                let list: Vec<&str> = names.iter().map(String::as_str).collect();
+                let fix = match diagnostic::did_you_mean(&name, list.iter().copied()) {
                     Some(close) => format!("did you mean {close:?}?"),
-                    None if names.is_empty() => {
-                        "the file has no [profiles.NAME] section".to_owned()
-                    }
-                    None => format!("the profiles are {}", diagnostic::one_of(&names)),
+                    None if list.is_empty() => "the file has no [profiles.NAME] section".to_owned(),
+                    None => format!("the profiles are {}", diagnostic::one_of(&list)),
                 };
                 problems.push(
                     Diagnostic::error(
@@ -457,13 +467,51 @@ impl Loader {
                 );
             }
         }
+        let (mut config, more) = self.assemble(&tree, &whole.removed, selected.as_deref(), &vars);
+        config.profiles = names.clone();
+        problems.extend(more);
+        // The other profiles are checked too, for what they set: a bad edit
+        // in `production` shows when the file is checked anywhere.
+        for name in names.iter().filter(|n| Some(*n) != selected.as_ref()) {
+            let (other, _) = self.assemble(&tree, &whole.removed, Some(name), &vars);
+            let origin = Some(Source::Profile(name.clone()));
+            config
+                .notes
+                .extend(other.validate().into_iter().filter(|d| d.origin == origin));
+        }
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        problems.extend(config.validate());
+        Err(LoadError::Invalid {
+            diagnostics: problems,
+        })
+    }
+
+    /// The configuration of `profile` (none: the file's top level) from
+    /// the file's tree, with the environment; and the problems found on
+    /// the way (variables, values they set).
+    fn assemble(
+        &self,
+        tree: &Value,
+        removed_in_file: &[Path],
+        profile: Option<&str>,
+        vars: &[(String, String)],
+    ) -> (Config, Vec<Diagnostic>) {
+        let mut effective = tree.clone();
+        let mut overlay = None;
+        if let Value::Object(map) = &mut effective {
+            if let (Some(Value::Object(all)), Some(name)) = (map.remove("profiles"), profile) {
+                overlay = all.get(name).cloned();
+            }
+        }
         let mut sources = Sources::default();
         sources.set(&Path::default(), &effective, &Source::File);
         let mut removed = Vec::new();
-        for path in &whole.removed {
+        for path in removed_in_file {
             let mut segs = path.iter();
             if segs.next() == Some(&Seg::Key("profiles".into())) {
-                if let (Some(Seg::Key(name)), Some(p)) = (segs.next(), &profile) {
+                if let (Some(Seg::Key(name)), Some(p)) = (segs.next(), profile) {
                     if name == p {
                         removed.push(Path::from(segs.cloned().collect::<Vec<_>>()));
                     }
@@ -472,12 +520,13 @@ impl Loader {
                 removed.push(path.clone());
             }
         }
-        if let (Some(name), Some(overlay)) = (&profile, &overlay) {
+        if let (Some(name), Some(overlay)) = (profile, &overlay) {
             profiles::merge(&mut effective, overlay);
             profiles::record_profile(&mut sources, name, overlay);
         }
+        let mut problems = Vec::new();
         let mut notes = Vec::new();
-        for d in profiles::apply_env(&mut effective, &vars, &mut sources) {
+        for d in profiles::apply_env(&mut effective, vars, &mut sources) {
             if d.is_error() {
                 problems.push(d);
             } else {
@@ -493,21 +542,15 @@ impl Loader {
         removed.extend(read.removed);
         let config = Config {
             file: read.file,
-            profile: profile.filter(|_| overlay.is_some()),
-            profiles: profile_names,
+            profile: profile.map(str::to_owned),
+            profiles: Vec::new(),
             sources,
             removed,
             notes,
-            base_dir: None,
+            base_dir: self.base_dir.clone(),
             env: self.env.clone(),
         };
-        if problems.is_empty() {
-            return Ok(config);
-        }
-        problems.extend(config.validate());
-        Err(LoadError::Invalid {
-            diagnostics: problems,
-        })
+        (config, problems)
     }
 }
 

@@ -28,6 +28,10 @@ impl Path {
         self.0.iter()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(crate) fn last(&self) -> Option<&Seg> {
         self.0.last()
     }

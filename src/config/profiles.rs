@@ -391,6 +391,7 @@ mod tests {
                 ("TOLLGATE_BACKEND__REDIS__URL", "redis://h/"),
                 ("TOLLGATE_PROFILE", "ignored"),
                 ("TOLLGATE_REQUIRE_PROMETHEUS", "1"),
+                ("TOLLGATE_REQUIRE_REDIS", "1"),
                 ("PATH", "/bin"),
             ]),
             &mut sources,

@@ -149,9 +149,21 @@ impl Validator<'_> {
         if self.ctx.removed.iter().any(|r| path.starts_with(r)) {
             return;
         }
+        // After a misspelt field (taken out while reading, with a "did you
+        // mean"), saying that the field meant is missing adds nothing.
+        if d.message.starts_with("missing:")
+            && self
+                .ctx
+                .removed
+                .iter()
+                .any(|r| r.len() > 1 && r.parent() == path.parent())
+        {
+            return;
+        }
         match self.ctx.sources.of(path) {
             Some(source @ (Source::Env(_) | Source::Profile(_))) => {
                 d.message = format!("{} (set by {source})", d.message);
+                d.origin = Some(source.clone());
             }
             _ => {}
         }
@@ -293,15 +305,6 @@ impl Validator<'_> {
         }
         if let Some(metrics) = &file.metrics {
             self.metrics(&root.key("metrics"), metrics);
-        }
-        for (name, profile) in &file.profiles {
-            if !profile.profiles.is_empty() {
-                self.error(
-                    &root.key("profiles").key(name).key("profiles"),
-                    "a profile cannot hold profiles",
-                    "move these profiles to the top level",
-                );
-            }
         }
     }
 
@@ -1049,8 +1052,8 @@ impl Validator<'_> {
                 if !file.is_file() {
                     self.warn(
                         &at,
-                        format!("{} is not a file here", file.display()),
-                        "give a path relative to the configuration file, or an absolute one",
+                        format!("{value:?} is not a file here"),
+                        "give a path relative to the configuration file's directory, or an absolute one",
                     );
                 }
             }
