@@ -41,9 +41,9 @@
 //!
 //! ```
 //! # let text = r##"
-//! # The layer's algorithm for every rule that names none: gcra (default),
-//! # token_bucket, leaky_bucket, leaky_bucket_queue (with max_delay),
-//! # fixed_window, fixed_window_staggered, sliding_window, sliding_window_log.
+//! ## The layer's algorithm for every rule that names none: gcra (default),
+//! ## token_bucket, leaky_bucket, leaky_bucket_queue (with max_delay),
+//! ## fixed_window, fixed_window_staggered, sliding_window, sliding_window_log.
 //! algorithm = "gcra"
 //! headers = "both"              # both, legacy, ietf, draft6, draft7, none
 //! reset_format = "delay_seconds" # or epoch_seconds
@@ -53,32 +53,32 @@
 //! sync_interval = "1s"          # shared overrides and lists reloaded this often
 //! exempt = ["/health", "GET /static/*"]
 //!
-//! # Who is limited. kind: client_ip (default), header, query, bearer,
-//! # user, route, method, global, composite.
+//! ## Who is limited. kind: client_ip (default), header, query, bearer,
+//! ## user, route, method, global, composite.
 //! [key]
 //! kind = "client_ip"
 //! trusted_proxies = ["10.0.0.0/8"]  # your proxies; never 0.0.0.0/0
 //! header = "x-forwarded-for"        # the header they write
 //! ipv6_prefix = 64
 //!
-//! # The default policy: every request that is not exempt.
+//! ## The default policy: every request that is not exempt.
 //! [default]
 //! name = "global"
 //! quota = "300/m"
 //!
-//! # Groups: every path under the prefix, after the default.
+//! ## Groups: every path under the prefix, after the default.
 //! [[groups]]
 //! pattern = "/api/*"
 //! name = "api"
 //! quota = "100/m"
 //! algorithm = "sliding_window"
 //!
-//! # Tiers: the plan from a verified JWT claim.
+//! ## Tiers: the plan from a verified JWT claim.
 //! [groups.tiers]
 //! from_key = { kind = "bearer", secret_env = "JWT_SECRET", claim = "plan" }
 //! quotas = { free = "100/m", pro = "2000/m", internal = "unlimited" }
 //!
-//! # Routes: the most specific match, after the groups.
+//! ## Routes: the most specific match, after the groups.
 //! [[routes]]
 //! pattern = "POST /login"
 //! name = "login"
@@ -99,7 +99,7 @@
 //! quota = "30/m"
 //! shadow = true                            # reported, never blocking
 //!
-//! # Requests with a missing or forged credential, per client.
+//! ## Requests with a missing or forged credential, per client.
 //! [rejected_keys]
 //! quota = "10/m"
 //!
@@ -124,7 +124,7 @@
 //! interval = "5s"
 //! top_keys = { capacity = 64, span = "5m" }
 //!
-//! # Chosen with --profile production or TOLLGATE_PROFILE=production.
+//! ## Chosen with --profile production or TOLLGATE_PROFILE=production.
 //! [profiles.production.backend]
 //! kind = "redis"
 //! redis = { url = "redis://redis.internal:6379/0", timeout = "100ms" }

@@ -160,12 +160,9 @@ impl Validator<'_> {
         {
             return;
         }
-        match self.ctx.sources.of(path) {
-            Some(source @ (Source::Env(_) | Source::Profile(_))) => {
-                d.message = format!("{} (set by {source})", d.message);
-                d.origin = Some(source.clone());
-            }
-            _ => {}
+        if let Some(source @ (Source::Env(_) | Source::Profile(_))) = self.ctx.sources.of(path) {
+            d.message = format!("{} (set by {source})", d.message);
+            d.origin = Some(source.clone());
         }
         self.out.push(d);
     }
