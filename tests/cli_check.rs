@@ -112,7 +112,7 @@ fn json_output_is_one_document_for_scripts() {
     let doc: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
     assert_eq!(doc["valid"], false);
-    assert_eq!(doc["errors"], 9);
+    assert_eq!(doc["errors"], 10);
     assert_eq!(doc["warnings"], 3);
     let first = &doc["diagnostics"][0];
     assert_eq!(first["severity"], "error");

@@ -333,8 +333,10 @@ impl<'de> Deserialize<'de> for DaysSpec {
 /// | `global` | one bucket for everyone (`key::Global`) | |
 /// | `composite` | all of `parts` together (a tuple) | `parts` (2 to 4 keys) |
 ///
-/// Every kind takes `on_missing` (`reject`, the default, or `skip`) and
-/// `fallback`, a key used when this one finds nothing (`a.or(b)`).
+/// Every kind takes `fallback`, a key used when this one finds nothing
+/// (`a.or(b)`). The kinds that can find nothing (`header`, `query`,
+/// `user`, `bearer`) take `on_missing`: `reject` (the default: 401) or
+/// `skip` (the request passes unlimited).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -388,8 +390,8 @@ pub struct KeySpec {
     pub max_token_len: Option<u64>,
     /// `composite`: the keys combined.
     pub parts: Vec<KeySpec>,
-    /// What a request without a usable key gets: `reject` (default) or
-    /// `skip` (unlimited).
+    /// `header`, `query`, `user`, `bearer`: what a request without a
+    /// usable key gets, `reject` (default) or `skip` (unlimited).
     pub on_missing: Option<String>,
     /// Used when this key finds nothing.
     pub fallback: Option<Box<KeySpec>>,

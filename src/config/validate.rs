@@ -64,8 +64,9 @@ pub(crate) fn validate(file: &File, ctx: &Context<'_>) -> Vec<Diagnostic> {
     v.out
 }
 
-/// The key kinds, and the fields each takes besides `kind`, `on_missing`
-/// and `fallback`.
+/// The key kinds, and the fields each takes besides `kind` and
+/// `fallback` (only the extractors that can find nothing have
+/// `on_missing`).
 const KINDS: &[(&str, &[&str])] = &[
     (
         "client_ip",
@@ -77,8 +78,8 @@ const KINDS: &[(&str, &[&str])] = &[
             "ipv6_prefix",
         ],
     ),
-    ("header", &["name"]),
-    ("query", &["name"]),
+    ("header", &["name", "on_missing"]),
+    ("query", &["name", "on_missing"]),
     (
         "bearer",
         &[
@@ -95,9 +96,10 @@ const KINDS: &[(&str, &[&str])] = &[
             "leeway",
             "require_exp",
             "max_token_len",
+            "on_missing",
         ],
     ),
-    ("user", &["name"]),
+    ("user", &["name", "on_missing"]),
     ("route", &[]),
     ("method", &[]),
     ("global", &[]),
@@ -724,6 +726,18 @@ impl Validator<'_> {
                 "add [[…schedule.windows]] with days, start, end and quota, or remove the schedule",
             );
         }
+        #[cfg(feature = "schedule")]
+        if spec.windows.len() > crate::policy::MAX_SCHEDULE_WINDOWS {
+            self.error(
+                &path.key("windows"),
+                format!(
+                    "{} windows, more than the {} a schedule holds",
+                    spec.windows.len(),
+                    crate::policy::MAX_SCHEDULE_WINDOWS
+                ),
+                "merge windows that share a quota",
+            );
+        }
         for (i, w) in spec.windows.iter().enumerate() {
             let at = path.key("windows").index(i);
             if let Some(days) = &w.days {
@@ -887,10 +901,15 @@ impl Validator<'_> {
                     .iter()
                     .find(|(_, f)| f.contains(&field))
                     .map_or("another kind", |(k, _)| *k);
+                let fix = if field == "on_missing" {
+                    "remove it: only header, query, user and bearer keys can find nothing and choose".to_owned()
+                } else {
+                    format!("remove it, or set kind = \"{owner}\"")
+                };
                 self.error(
                     &path.key(field),
                     format!("`{field}` does not apply to a {kind} key"),
-                    format!("remove it, or set kind = \"{owner}\""),
+                    fix,
                 );
             }
         }
@@ -929,7 +948,11 @@ impl Validator<'_> {
             }
             _ => {}
         }
-        if let Some(on_missing) = &spec.on_missing {
+        if let Some(on_missing) = spec
+            .on_missing
+            .as_ref()
+            .filter(|_| fields.contains(&"on_missing"))
+        {
             match on_missing.as_str() {
                 "reject" => {}
                 "skip" if kind == "bearer" => self.warn(
@@ -1379,6 +1402,16 @@ impl Validator<'_> {
                     );
                 }
             }
+            if failover
+                .failure_threshold
+                .is_some_and(|n| u32::try_from(n).is_err())
+            {
+                self.error(
+                    &at.key("failure_threshold"),
+                    "more failures in a row than a breaker counts",
+                    "give a threshold of at most 4294967295 (the default is 5)",
+                );
+            }
             if failover.failure_threshold == Some(0) {
                 self.error(
                     &at.key("failure_threshold"),
@@ -1536,7 +1569,7 @@ fn pattern_ends_in_wildcard(route: &str) -> bool {
 }
 
 /// Each kind-specific field of a key and whether it is set.
-fn set_fields(spec: &KeySpec) -> [(&'static str, bool); 20] {
+fn set_fields(spec: &KeySpec) -> [(&'static str, bool); 21] {
     [
         ("trusted_proxies", !spec.trusted_proxies.is_empty()),
         ("trust_loopback", spec.trust_loopback.is_some()),
@@ -1558,5 +1591,6 @@ fn set_fields(spec: &KeySpec) -> [(&'static str, bool); 20] {
         ("require_exp", spec.require_exp.is_some()),
         ("max_token_len", spec.max_token_len.is_some()),
         ("parts", !spec.parts.is_empty()),
+        ("on_missing", spec.on_missing.is_some()),
     ]
 }
