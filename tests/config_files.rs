@@ -274,3 +274,141 @@ fn deeply_nested_input_is_an_error() {
     assert!(Config::from_yaml_str(&format!("a: {deep}")).is_err());
     assert!(Config::from_toml_str(&format!("a = {deep}")).is_err());
 }
+
+#[test]
+fn deeply_nested_keys_are_read_or_refused_without_overflowing() {
+    for depth in [20usize, 60, 200] {
+        let open = "{ kind = \"header\", name = \"x\", fallback = ".repeat(depth);
+        let toml = format!(
+            "[default]\nquota = \"1/s\"\nkey = {open}{{ kind = \"global\" }}{}\n",
+            " }".repeat(depth)
+        );
+        if let Ok(config) = Config::from_toml_str(&toml) {
+            let _ = config.validate();
+        }
+        let open = "{kind: header, name: x, fallback: ".repeat(depth);
+        let yaml = format!(
+            "default:\n  quota: 1/s\n  key: {open}{{kind: global}}{}\n",
+            "}".repeat(depth)
+        );
+        if let Ok(config) = Config::from_yaml_str(&yaml) {
+            let _ = config.validate();
+        }
+    }
+}
+
+/// The policies example, turned into builder calls the way
+/// `src/config/mod.rs` lays out (a sketch of `from_config` for the parts
+/// this file uses): every value it holds is one the builder takes.
+#[test]
+fn the_policies_example_builds_a_layer_with_the_builder() {
+    use tollgate::config::schema::{CostSpec, RuleSpec, StatusSpec};
+    use tollgate::key::{ClientIp, ClientIpHeader};
+    use tollgate::policy::{Rule, Tiers};
+    use tollgate::settings::AccessList;
+    use tollgate::{Quota, RateLimitLayer};
+
+    fn quota(text: &Option<String>) -> Quota {
+        text.as_deref()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn rule(spec: &RuleSpec, fallback_name: &str) -> Rule {
+        let mut rule = Rule::new(
+            spec.name
+                .clone()
+                .unwrap_or_else(|| fallback_name.to_owned()),
+            quota(&spec.quota),
+        );
+        if let Some(CostSpec::Fixed(n)) = spec.cost {
+            rule = rule.cost(n);
+        }
+        if let Some(shadow) = spec.shadow {
+            rule = rule.shadow(shadow);
+        }
+        if spec.algorithm.as_deref() == Some("sliding_window") {
+            rule = rule.algorithm(tollgate::Algorithm::SlidingWindow);
+        }
+        if let Some(tiers) = &spec.tiers {
+            let header = tiers.from_header.clone().unwrap_or_default();
+            let mut t = Tiers::from_fn(move |parts: &http::request::Parts| {
+                parts
+                    .headers
+                    .get(header.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+            for (tier, q) in &tiers.quotas {
+                t = if q == "unlimited" {
+                    t.unlimited(tier.as_str())
+                } else {
+                    t.tier(tier.as_str(), quota(&Some(q.clone())))
+                };
+            }
+            rule = rule.tiers(t);
+        }
+        if let Some(count) = &spec.count_only {
+            let codes: Vec<u16> = count
+                .status
+                .iter()
+                .filter_map(|s| match s {
+                    StatusSpec::Code(c) => u16::try_from(*c).ok(),
+                    _ => None,
+                })
+                .collect();
+            rule = rule.count_only(move |res| codes.contains(&res.status.as_u16()));
+        }
+        rule
+    }
+
+    let config = Config::from_path(Path::new(ROOT).join("examples/config/policies.toml"), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = config.file();
+    let key = file.key.as_ref().unwrap_or_else(|| panic!("a key"));
+    let ranges = key
+        .trusted_proxies
+        .iter()
+        .map(|r| r.parse().unwrap_or_else(|e| panic!("{e}")));
+    let mut client_ip = ClientIp::trusting(ranges);
+    if key.trust_loopback == Some(true) {
+        client_ip = client_ip.trust_loopback();
+    }
+    assert_eq!(key.header.as_deref(), Some("x-forwarded-for"));
+    client_ip = client_ip.header(ClientIpHeader::XForwardedFor);
+    let access = file
+        .access
+        .as_ref()
+        .unwrap_or_else(|| panic!("access lists"));
+    let nets = |list: &[String]| -> Vec<ipnet::IpNet> {
+        list.iter()
+            .map(|s| {
+                s.parse()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
+    };
+    let mut builder = RateLimitLayer::builder().key(client_ip.clone()).access(
+        AccessList::new()
+            .client_ip(client_ip)
+            .allowing(nets(&access.allow))
+            .denying(nets(&access.deny)),
+    );
+    if let Some(default) = &file.default {
+        builder = builder.policy(rule(default, "default"));
+    }
+    for group in &file.groups {
+        let pattern = group.pattern.clone().unwrap_or_default();
+        builder = builder.group(&pattern, rule(&group.rule(), &pattern));
+    }
+    for route in &file.routes {
+        let pattern = route.pattern.clone().unwrap_or_default();
+        builder = builder.route(&pattern, rule(&route.rule(), &pattern));
+    }
+    for pattern in &file.exempt {
+        builder = builder.exempt(pattern);
+    }
+    let layer = builder.build();
+    assert!(layer.is_ok(), "{layer:?}");
+}
