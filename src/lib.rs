@@ -44,7 +44,11 @@
 //! - `jwt`: `key::Bearer`, keys from verified JWT claims.
 //! - `schedule`: `Schedule`, quotas by local time of day and day of the
 //!   week in an IANA time zone (DST-aware, tz database bundled; `jiff`).
-//! - `metrics`, `config`: reserved for metrics and file configuration.
+//! - `metrics`: counters, histograms and top keys through the `metrics`
+//!   facade.
+//! - `config`: [`config`], configuration files (TOML, YAML) with profiles,
+//!   environment overrides and validation.
+//! - `cli`: the `tollgate` command (`tollgate check FILE`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // docs.rs builds with `--cfg docsrs` (Cargo.toml): each feature-gated item shows
@@ -89,6 +93,9 @@ mod layer;
 pub mod extract;
 // Front end: the Limiter, no HTTP.
 mod limiter;
+// Configuration files: schema, profiles, validation (feature `config`).
+#[cfg(feature = "config")]
+pub mod config;
 
 pub use algorithm::{Algorithm, AlgorithmError, Decision, MAX_LOG_LIMIT};
 pub use engine::{Denial, FailMode};

@@ -27,8 +27,8 @@ use crate::{Algorithm, AlgorithmError, Decision};
 
 pub use routes::PatternError;
 pub(crate) use routes::{Pattern, RouteTable};
+pub(crate) use rule::{policy_name_for, DynExtractor, Level, ResponseCounts};
 pub use rule::{Cost, Rule};
-pub(crate) use rule::{DynExtractor, Level, ResponseCounts};
 #[cfg(feature = "schedule")]
 pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 pub use tiers::Tiers;
