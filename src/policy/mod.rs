@@ -27,7 +27,9 @@ use crate::{Algorithm, AlgorithmError, Decision};
 
 pub use routes::PatternError;
 pub(crate) use routes::{Pattern, RouteTable};
-pub(crate) use rule::{policy_name_for, DynExtractor, Level, ResponseCounts};
+#[cfg(feature = "config")]
+pub(crate) use rule::policy_name_for;
+pub(crate) use rule::{DynExtractor, Level, ResponseCounts};
 pub use rule::{Cost, Rule};
 #[cfg(feature = "schedule")]
 pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
