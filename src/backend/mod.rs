@@ -7,6 +7,7 @@
 //! ([`Acquire::Pending`]).
 
 mod blocked;
+mod boxed;
 mod circuit;
 mod failover;
 mod memory;
@@ -26,6 +27,7 @@ pub use self::redis::{
     DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, DEFAULT_TTL_MARGIN,
 };
 pub use blocked::{BlockedCache, DEFAULT_BLOCKED_CAPACITY};
+pub use boxed::{BoxAcquireFuture, BoxBackend};
 pub use circuit::{BackendHealth, CircuitBreaker, CircuitBreakerBuilder, CircuitState, Permit};
 pub use failover::{Failover, FailoverBuilder, FailoverFuture, Health, HealthStatus};
 pub use memory::{MemoryBackend, MemoryBackendBuilder, DEFAULT_MAX_KEYS};

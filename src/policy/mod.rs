@@ -29,8 +29,8 @@ pub use routes::PatternError;
 pub(crate) use routes::{Pattern, RouteTable};
 #[cfg(feature = "config")]
 pub(crate) use rule::policy_name_for;
-pub(crate) use rule::{DynExtractor, Level, ResponseCounts};
 pub use rule::{Cost, Rule};
+pub(crate) use rule::{DynExtractor, Level, ResponseCounts};
 #[cfg(feature = "schedule")]
 pub use schedule::{Schedule, ScheduleError, MAX_SCHEDULE_WINDOWS};
 pub use tiers::Tiers;
