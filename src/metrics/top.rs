@@ -86,9 +86,12 @@
 //! the previous slice held the same one. No step scans the counters. The
 //! heap rather than Space-Saving's "stream summary" bucket list: that list
 //! is O(1) for increments of one, but a weighted increment may move a
-//! counter past any number of buckets. The index hashes with std's keyed
-//! `RandomState`, so even hashes that were not keyed cannot be chosen to
-//! collide.
+//! counter past any number of buckets. The index mixes each hash with a
+//! secret drawn from std's `RandomState` per summary (an xor, a multiply
+//! and a fold: a tenth of a SipHash), so hashes an attacker can compute
+//! (the logs' fixed-key `k:…`) still cannot be chosen to share a bucket;
+//! and the index never holds more than `2 × capacity` keys, which bounds a
+//! probe even then.
 //!
 //! [`TopKeys::total`] adds up six totals. [`TopKeys::top`] reads every entry
 //! of the merged slices under the lock (O(`SUB_WINDOWS × capacity`)) into a
@@ -140,7 +143,54 @@ struct Summary {
     slots: Vec<Slot>,
     /// Slot indices; `slots[heap[0]]` has the smallest count.
     heap: Vec<u32>,
-    index: HashMap<u64, u32, RandomState>,
+    index: HashMap<u64, u32, Mixed>,
+}
+
+/// Hashes a `u64` that is already a hash: xor with a secret, multiply,
+/// fold the high half down (the table reads the low bits).
+#[derive(Clone)]
+struct Mixed(u64);
+
+impl Mixed {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        Mixed(RandomState::new().hash_one(0x746f_705f_6b65_7973_u64) | 1)
+    }
+}
+
+impl std::hash::BuildHasher for Mixed {
+    type Hasher = MixedHasher;
+
+    fn build_hasher(&self) -> MixedHasher {
+        MixedHasher {
+            secret: self.0,
+            hash: 0,
+        }
+    }
+}
+
+/// The hasher of [`Mixed`].
+struct MixedHasher {
+    secret: u64,
+    hash: u64,
+}
+
+impl std::hash::Hasher for MixedHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64`s are hashed; anything else still gets a keyed mix.
+        for &b in bytes {
+            self.write_u64(self.hash.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = (n ^ self.secret).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.hash = h ^ (h >> 32);
+    }
 }
 
 impl Summary {
@@ -153,7 +203,7 @@ impl Summary {
             // Twice the keys it will hold: with at most half its room in
             // use, std's table rehashes in place rather than growing when
             // deleted entries use up its free buckets.
-            index: HashMap::with_capacity_and_hasher(capacity * 2, RandomState::new()),
+            index: HashMap::with_capacity_and_hasher(capacity * 2, Mixed::new()),
         }
     }
 
@@ -1081,5 +1131,16 @@ mod tests {
         let keys = top.top(1, Nanos::from_secs(1));
         assert_eq!(keys[0].count, 4);
         assert_eq!(keys[0].label.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn hashes_alike_in_their_low_bits_land_in_different_buckets() {
+        use std::hash::BuildHasher;
+        // Chosen hashes equal in their low 20 bits: the multiply alone
+        // would keep them equal in the bits a table reads.
+        let mixed = Mixed::new();
+        let buckets: std::collections::HashSet<u64> =
+            (0..1000u64).map(|i| mixed.hash_one(i << 20) & 127).collect();
+        assert!(buckets.len() > 100, "{} of 128 buckets", buckets.len());
     }
 }
