@@ -1139,8 +1139,9 @@ mod tests {
         // Chosen hashes equal in their low 20 bits: the multiply alone
         // would keep them equal in the bits a table reads.
         let mixed = Mixed::new();
-        let buckets: std::collections::HashSet<u64> =
-            (0..1000u64).map(|i| mixed.hash_one(i << 20) & 127).collect();
+        let buckets: std::collections::HashSet<u64> = (0..1000u64)
+            .map(|i| mixed.hash_one(i << 20) & 127)
+            .collect();
         assert!(buckets.len() > 100, "{} of 128 buckets", buckets.len());
     }
 }
