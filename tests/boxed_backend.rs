@@ -1,6 +1,8 @@
 //! `BoxBackend`: a backend chosen at run time decides exactly as the same
 //! backend unboxed, answers in memory without a future, and carries a real
-//! Redis (and a failover chain over it) through the layer.
+//! Redis (and a failover chain over it) through the layer. The support
+//! module (a real redis-server) needs the `redis` feature.
+#![cfg(feature = "redis")]
 
 mod support;
 
