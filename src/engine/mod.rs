@@ -207,7 +207,16 @@ impl<B: Backend> Engine<B> {
     /// applying the fail mode: for front ends that hand the error to their
     /// caller ([`Limiter`](crate::Limiter)).
     pub(crate) async fn acquire_reported(&self, set: &LimitSet) -> Result<Outcome, BackendError> {
-        let result = match self.backend.acquire(set).into_state() {
+        let result = self.acquire_awaited(set).await;
+        self.note(&result);
+        result
+    }
+
+    /// The backend's answer for `set`, awaited if it is networked (and
+    /// then timed): for front ends that can wait in place. Its result goes
+    /// to [`Engine::decide`].
+    pub(crate) async fn acquire_awaited(&self, set: &LimitSet) -> Result<Outcome, BackendError> {
+        match self.backend.acquire(set).into_state() {
             Ok(ready) => ready,
             Err(pending) => {
                 let started = Instant::now();
@@ -215,9 +224,7 @@ impl<B: Backend> Engine<B> {
                 self.timed(started);
                 result
             }
-        };
-        self.note(&result);
-        result
+        }
     }
 
     /// A networked call started at `started` has just answered: how long

@@ -160,15 +160,7 @@ impl<K: KeyExtractor, B: Backend> Gate<K, B> {
             Resolution::Answer(problem) => return Err(problem.to_response()),
             Resolution::Forbidden => return Err(crate::settings::forbidden().to_response()),
         };
-        let result = match self.engine.acquire(&set).into_state() {
-            Ok(ready) => ready,
-            Err(pending) => {
-                let started = std::time::Instant::now();
-                let result = pending.await;
-                self.engine.timed(started);
-                result
-            }
-        };
+        let result = self.engine.acquire_awaited(&set).await;
         let span = tracing::Span::none();
         match self.answer(result, set, Settlements::new(), refusal, &span) {
             Answer::Pass(admission, delay) => {
