@@ -3,6 +3,8 @@
 //! answer every request 503 (fail closed), and with the strict check
 //! whenever the limits are not enforced.
 
+mod common;
+
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -13,37 +15,11 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use tollgate::backend::{
-    Acquire, Backend, BackendError, CircuitBreaker, Failover, MemoryBackend, Outcome,
-};
+use tollgate::backend::{Backend, CircuitBreaker, Failover, MemoryBackend};
 use tollgate::health::{self, BackendState, Status};
-use tollgate::policy::LimitSet;
 use tollgate::{FailMode, Quota, RateLimitLayer};
 
-/// A backend that is down: every call fails with a connection error (a
-/// fault injected in process; `tests/redis_faults.rs` kills real servers).
-#[derive(Clone)]
-struct Down;
-
-impl Backend for Down {
-    type Future = std::future::Ready<Result<Outcome, BackendError>>;
-
-    fn acquire(&self, _: &LimitSet) -> Acquire<Self::Future> {
-        Acquire::ready(Err(BackendError::Connection("refused".into())))
-    }
-
-    fn peek(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        self.acquire(set)
-    }
-
-    fn reset(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        self.acquire(set)
-    }
-
-    fn kind(&self) -> &'static str {
-        "down"
-    }
-}
+use common::Down;
 
 fn request(path: &str) -> Request<Body> {
     let addr: SocketAddr = "198.51.100.1:4000".parse().expect("an address");

@@ -6,6 +6,7 @@
 //! this binary can share the recorder.
 #![cfg(feature = "metrics")]
 
+mod common;
 #[cfg(feature = "redis")]
 mod support;
 
@@ -21,10 +22,11 @@ use http::{HeaderName, Request, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::ServiceExt;
 
-use tollgate::backend::{Acquire, Backend, BackendError, Outcome};
-use tollgate::policy::LimitSet;
+use tollgate::backend::Backend;
 use tollgate::settings::AccessList;
 use tollgate::{key, FailMode, Quota, RateLimitLayer};
+
+use common::Down;
 
 /// The recorder of this binary.
 fn prometheus() -> &'static PrometheusHandle {
@@ -196,31 +198,6 @@ async fn shadow_mode_counts_what_it_would_have_denied() {
     assert_eq!(counted("counted-shadow", "allowed"), 1.0);
     assert_eq!(counted("counted-shadow", "shadow_denied"), 2.0);
     assert_eq!(counted("counted-shadow", "denied"), 0.0);
-}
-
-/// A backend that is down: every call fails with a connection error. (A
-/// fault injected in process: the Redis tests kill a real server.)
-#[derive(Clone)]
-struct Down;
-
-impl Backend for Down {
-    type Future = std::future::Ready<Result<Outcome, BackendError>>;
-
-    fn acquire(&self, _: &LimitSet) -> Acquire<Self::Future> {
-        Acquire::ready(Err(BackendError::Connection("refused".into())))
-    }
-
-    fn peek(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        self.acquire(set)
-    }
-
-    fn reset(&self, set: &LimitSet) -> Acquire<Self::Future> {
-        self.acquire(set)
-    }
-
-    fn kind(&self) -> &'static str {
-        "down"
-    }
 }
 
 #[tokio::test]

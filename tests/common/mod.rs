@@ -89,3 +89,31 @@ pub fn capture_spans(
         .finish();
     (out, tracing::subscriber::set_default(subscriber))
 }
+
+/// A backend that is down: every call fails with a connection error (a
+/// fault injected in process; `tests/redis_faults.rs` kills real servers).
+#[derive(Clone)]
+pub struct Down;
+
+impl tollgate::backend::Backend for Down {
+    type Future =
+        std::future::Ready<Result<tollgate::backend::Outcome, tollgate::backend::BackendError>>;
+
+    fn acquire(&self, _: &tollgate::policy::LimitSet) -> tollgate::backend::Acquire<Self::Future> {
+        tollgate::backend::Acquire::ready(Err(tollgate::backend::BackendError::Connection(
+            "refused".into(),
+        )))
+    }
+
+    fn peek(&self, set: &tollgate::policy::LimitSet) -> tollgate::backend::Acquire<Self::Future> {
+        self.acquire(set)
+    }
+
+    fn reset(&self, set: &tollgate::policy::LimitSet) -> tollgate::backend::Acquire<Self::Future> {
+        self.acquire(set)
+    }
+
+    fn kind(&self) -> &'static str {
+        "down"
+    }
+}
