@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
@@ -22,10 +19,7 @@ use tollgate::{FailMode, Quota, RateLimitLayer};
 use common::Down;
 
 fn request(path: &str) -> Request<Body> {
-    let addr: SocketAddr = "198.51.100.1:4000".parse().expect("an address");
-    let mut req = Request::get(path).body(Body::empty()).expect("a request");
-    req.extensions_mut().insert(ConnectInfo(addr));
-    req
+    common::req("GET", path, "198.51.100.1")
 }
 
 /// An app limited by `layer`, with the health routes beside it (outside

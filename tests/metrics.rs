@@ -10,12 +10,10 @@ mod common;
 #[cfg(feature = "redis")]
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use http::{HeaderName, Request, StatusCode};
@@ -70,11 +68,9 @@ fn app(layer: RateLimitLayer<impl key::KeyExtractor, impl Backend>) -> Router {
         .layer(layer)
 }
 
+/// A GET of `path` from `ip`.
 fn from(ip: &str, path: &str) -> Request<Body> {
-    let addr: SocketAddr = format!("{ip}:40000").parse().expect("an address");
-    let mut req = Request::get(path).body(Body::empty()).expect("a request");
-    req.extensions_mut().insert(ConnectInfo(addr));
-    req
+    common::req("GET", path, ip)
 }
 
 async fn status(app: &Router, req: Request<Body>) -> StatusCode {
