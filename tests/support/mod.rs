@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+mod stale;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -127,47 +129,6 @@ fn is_seven_or_later(binary: &Path) -> bool {
         .is_some_and(|major| major >= 7)
 }
 
-/// Stops the servers of test processes that died without dropping them
-/// (killed by a timeout, say): each lives in `tollgate-redis-<test pid>-<n>`
-/// with its pid file. Linux only (it looks in `/proc`); elsewhere a killed
-/// run may leave a server behind.
-fn remove_stale_servers() {
-    let proc_root = Path::new("/proc");
-    if !proc_root.is_dir() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("tollgate-redis-"))
-        else {
-            continue;
-        };
-        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if owner == std::process::id() || proc_root.join(owner.to_string()).exists() {
-            continue;
-        }
-        let dir = entry.path();
-        let server = std::fs::read_to_string(dir.join("redis.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        if let Some(pid) = server {
-            // Only a redis-server that runs in that very directory.
-            let cwd = std::fs::read_link(proc_root.join(pid.to_string()).join("cwd")).ok();
-            if cwd.as_deref() == Some(dir.as_path()) {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
@@ -205,7 +166,7 @@ impl RedisServer {
             println!("skipped: redis-server not found");
             return None;
         };
-        remove_stale_servers();
+        stale::remove_stale_servers("tollgate-redis-", "redis.pid");
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tollgate-redis-{}-{}",

@@ -16,6 +16,9 @@
 
 #![allow(dead_code)]
 
+#[path = "stale.rs"]
+mod stale;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -106,47 +109,6 @@ fn prometheus_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
 
-/// Stops the servers of test processes that died without dropping them
-/// (killed by a timeout, say): each lives in
-/// `tollgate-prometheus-<test pid>-<n>`, which is its working directory.
-/// Linux only (it looks in `/proc`).
-fn remove_stale_servers() {
-    let proc_root = Path::new("/proc");
-    if !proc_root.is_dir() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("tollgate-prometheus-"))
-        else {
-            continue;
-        };
-        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if owner == std::process::id() || proc_root.join(owner.to_string()).exists() {
-            continue;
-        }
-        let dir = entry.path();
-        let server = std::fs::read_to_string(dir.join("prometheus.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        if let Some(pid) = server {
-            // Only a process that runs in that very directory.
-            let cwd = std::fs::read_link(proc_root.join(pid.to_string()).join("cwd")).ok();
-            if cwd.as_deref() == Some(dir.as_path()) {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
 impl PrometheusServer {
     /// Starts a server that scrapes `targets` every `scrape_interval`
     /// (job `tollgate`, path `/metrics`) and waits until it is ready; or
@@ -155,7 +117,7 @@ impl PrometheusServer {
     /// it panics).
     pub fn start(targets: &[SocketAddr], scrape_interval: Duration) -> Option<PrometheusServer> {
         let binary = binary_or_skip("TOLLGATE_PROMETHEUS", "prometheus")?;
-        remove_stale_servers();
+        stale::remove_stale_servers("tollgate-prometheus-", "prometheus.pid");
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tollgate-prometheus-{}-{}",
